@@ -1,0 +1,282 @@
+"""Command line: parses flags, loads and checks the configuration, wires the parts, runs them.
+
+Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or a passing --check-config; 1 when the
+exporter cannot run (e.g. its port is taken); 2 for a bad flag or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import platform
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.collectors import Collector
+from exporter.collectors.queue import QueueCollector
+from exporter.config import (
+    CollectorConfig,
+    CollectorsConfig,
+    Config,
+    ConfigError,
+    PollConfig,
+    Secret,
+    describe,
+    load_config,
+)
+from exporter.exposition import Exposition
+from exporter.logs import LEVELS, RedactingFilter, setup_logging
+from exporter.poller import Poller, Schedule, rate_limit_warnings
+from exporter.rocketchat.auth import Authenticator, PasswordAuth, TokenAuth
+from exporter.rocketchat.client import RocketChatClient, tls_context
+from exporter.selfmetrics import SelfMetrics
+from exporter.web import WebOptions, create_app
+
+log = logging.getLogger("exporter")
+
+SHUTDOWN_GRACE = 1.0  # seconds for in-flight scrapes; the whole stop stays under 2 s
+DEMO_INTERVAL = 10.0  # the demo server limits 10 calls a minute per endpoint, like the real one
+
+
+@dataclass(frozen=True)
+class Options:
+    config_file: str | None
+    listen_host: str | None
+    listen_port: int
+    telemetry_path: str
+    web_config_file: str | None
+    log_level: str
+    log_format: str
+    check_config: bool
+    demo: bool
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rocketchat-livechat-exporter",
+        description="Prometheus exporter for Rocket.Chat Omnichannel (livechat).",
+    )
+    add = parser.add_argument
+    add(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        help="YAML configuration file (env LIVECHAT_EXPORTER_CONFIG)",
+    )
+    add(
+        "--web.listen-address",
+        dest="listen_address",
+        default=":9776",
+        metavar="ADDR",
+        help="host:port to listen on; :port means every interface (default :9776)",
+    )
+    add(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        metavar="PATH",
+        help="path of the metrics (default /metrics)",
+    )
+    add(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="TLS and basic auth for this server, in the exporter-toolkit format",
+    )
+    add("--log.level", dest="log_level", default="info", choices=list(LEVELS))
+    add("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    add(
+        "--check-config",
+        dest="check_config",
+        action="store_true",
+        help="load and validate the configuration, print a verdict, exit 0 (good) or 2 (bad)",
+    )
+    add(
+        "--demo",
+        action="store_true",
+        help="poll a built-in simulated Rocket.Chat instead of a real one",
+    )
+    add(
+        "--version",
+        action="version",
+        version=f"rocketchat-livechat-exporter {__version__} (Python {platform.python_version()})",
+    )
+    return parser
+
+
+def parse_listen_address(text: str) -> tuple[str | None, int]:
+    host, colon, port_text = text.rpartition(":")
+    if not colon or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError("--web.listen-address", f'"{text}" is not host:port (e.g. :9776)')
+    host = host.removeprefix("[").removesuffix("]")
+    return (host or None), int(port_text)
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
+    args = _parser().parse_args(argv)
+    host, port = parse_listen_address(args.listen_address)
+    if not args.telemetry_path.startswith("/"):
+        raise ConfigError("--web.telemetry-path", f'"{args.telemetry_path}" must start with /')
+    if args.telemetry_path.startswith("/-/"):
+        raise ConfigError("--web.telemetry-path", "/-/ is kept for the health endpoints")
+    return Options(
+        args.config_file,
+        host,
+        port,
+        args.telemetry_path,
+        args.web_config_file,
+        args.log_level,
+        args.log_format,
+        args.check_config,
+        args.demo,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        options = parse_options(argv)
+        config = load_config(options.config_file, demo=options.demo)
+        if options.web_config_file:
+            raise ConfigError("--web.config.file", "not supported yet by this build")
+    except ConfigError as error:
+        print(f"rocketchat-livechat-exporter: config error: {error}", file=sys.stderr)
+        return 2
+    if options.check_config:
+        print(f"config OK: {describe(config)}")
+        return 0
+    redactor = setup_logging(options.log_level, options.log_format, config.secrets())
+    try:
+        return asyncio.run(serve(config, options, redactor))
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return 130
+
+
+# --- wiring ------------------------------------------------------------------------------
+
+
+def make_auth(config: Config, redactor: RedactingFilter) -> Authenticator:
+    rc = config.rocketchat
+
+    def on_secret(secret: str) -> None:
+        redactor.add([secret])
+
+    if rc.uses_password_login:
+        return PasswordAuth(rc.username, rc.password.reveal(), rc.password_file, on_secret)
+    return TokenAuth(rc.user_id, rc.auth_token.reveal(), rc.auth_token_file, on_secret)
+
+
+def make_client(config: Config, redactor: RedactingFilter) -> RocketChatClient:
+    rc = config.rocketchat
+    tls = None
+    if rc.url.startswith("https:"):
+        tls = tls_context(rc.tls.ca_file, rc.tls.insecure_skip_verify)
+    return RocketChatClient(rc.url, make_auth(config, redactor), rc.timeout, tls)
+
+
+def make_collectors(config: Config, client: RocketChatClient) -> list[Collector]:
+    collectors: list[Collector] = []
+    if config.collectors.queue.enabled:
+        collectors.append(QueueCollector(client, config.poll))
+    return collectors
+
+
+def demo_config(config: Config, url: str, user_id: str, token: str) -> Config:
+    """Points the configuration at the simulated server; without a config file, the demo also
+    turns every collector on and polls at the simulated server's pace."""
+    rocketchat = dataclasses.replace(
+        config.rocketchat,
+        url=url,
+        user_id=user_id,
+        auth_token=Secret(token),
+        auth_token_file="",
+        username="",
+        password_file="",
+        password=Secret(""),
+    )
+    config = dataclasses.replace(config, rocketchat=rocketchat)
+    if config.source != "(no config file)":
+        return config
+    on = CollectorConfig(True)
+    return dataclasses.replace(
+        config,
+        poll=PollConfig(interval=DEMO_INTERVAL),
+        source="(demo)",
+        collectors=CollectorsConfig(queue=on, inquiries=on, agents=on),
+    )
+
+
+async def serve(config: Config, options: Options, redactor: RedactingFilter) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        if options.demo:
+            from exporter.demo import start_demo_server
+
+            demo = await start_demo_server()
+            stack.push_async_callback(demo.stop)
+            config = demo_config(config, demo.url, demo.user_id, demo.token)
+            redactor.add([demo.token])
+            log.info("demo: simulated Rocket.Chat started", extra={"kv": {"url": demo.url}})
+        return await _run(config, options, redactor, stop, stack)
+    return 0
+
+
+async def _run(
+    config: Config,
+    options: Options,
+    redactor: RedactingFilter,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
+) -> int:
+    log.info("starting", extra={"kv": {"version": __version__, "config": describe(config)}})
+    client = await stack.enter_async_context(make_client(config, redactor))
+    schedules = [Schedule(c, config.interval_of(c.name)) for c in make_collectors(config, client)]
+    for warning in rate_limit_warnings(schedules):
+        log.warning(warning)
+    metrics = SelfMetrics(config.collectors.enabled_names())
+    exposition = Exposition(metrics.registry)
+    poller = Poller(schedules, client, exposition, metrics, config.poll.max_staleness)
+    options_web = WebOptions(options.telemetry_path, config.rocketchat.url)
+    app = create_app(exposition, options_web, lambda: poller.status.values())
+    runner = web.AppRunner(
+        app, shutdown_timeout=SHUTDOWN_GRACE, keepalive_timeout=75, access_log=None
+    )
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    try:
+        await web.TCPSite(runner, options.listen_host, options.listen_port).start()
+    except OSError as error:
+        where = f"{options.listen_host or ''}:{options.listen_port}"
+        log.error("cannot listen", extra={"kv": {"address": where, "error": error.strerror}})
+        return 1
+    addresses = ", ".join(_address(a) for a in runner.addresses)
+    log.info("listening", extra={"kv": {"address": addresses, "path": options.telemetry_path}})
+    polling = asyncio.create_task(poller.run(), name="poller")
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if polling.done() and not polling.cancelled() and polling.exception() is not None:
+        log.error("poller stopped", exc_info=polling.exception())
+        return 1
+    log.info("shutting down")
+    polling.cancel()
+    stopping.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await polling
+    return 0
+
+
+def _address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address)

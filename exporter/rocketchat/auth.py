@@ -1,0 +1,169 @@
+"""Credentials for Rocket.Chat's REST API (rocketchat-api.md §4).
+
+Two ways in:
+- `TokenAuth`: a Personal Access Token (recommended: it never expires and needs no 2FA),
+  inline, from the environment, or from a file such as a mounted Kubernetes Secret. The file is
+  re-read when it changes, so a rotated Secret is picked up without a restart.
+- `PasswordAuth`: POST /api/v1/login with a username and password. After a 401 on a data
+  request it logs in again once and retries; a refused login is not repeated for a while,
+  because Rocket.Chat can block an IP after repeated failed logins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.rocketchat.answers import Answer, Outcome
+
+log = logging.getLogger(__name__)
+
+# After a refused login, wait this long before logging in again (unless the password changes).
+LOGIN_RETRY_AFTER = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    user_id: str
+    token: str
+
+    def headers(self) -> dict[str, str]:
+        return {"X-User-Id": self.user_id, "X-Auth-Token": self.token}
+
+    def __repr__(self) -> str:
+        return f"Credentials(user_id={self.user_id!r}, token='<redacted>')"
+
+
+# Posts the login; the client supplies it so that auth does no HTTP of its own.
+Login = Callable[[str, str], Awaitable["Credentials | Answer[None]"]]
+# Registers a credential with the log redactor.
+SecretSink = Callable[[str], None]
+
+
+class Authenticator(Protocol):
+    async def credentials(self, login: Login) -> Credentials | Answer[None]:
+        """Credentials for the next request, or the failure that prevents one."""
+        ...
+
+    def rejected(self, credentials: Credentials) -> bool:
+        """Told of a 401 with `credentials`; True if fresh ones are worth one retry."""
+        ...
+
+
+class _WatchedFile:
+    """A small secret file, re-read only when its stat changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self.text = ""
+
+    def refresh(self) -> bool:
+        """Re-reads the file if it changed; False if it cannot be read (the old text stays)."""
+        try:
+            info = os.stat(self.path)
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if stamp != self._stamp:
+                with open(self.path, encoding="utf-8") as handle:
+                    self.text = handle.read().strip()
+                self._stamp = stamp
+        except OSError as error:
+            log.warning(
+                "cannot read credential file",
+                extra={"kv": {"file": self.path, "error": error.strerror}},
+            )
+            return False
+        return True
+
+
+class TokenAuth:
+    def __init__(
+        self,
+        user_id: str,
+        token: str = "",
+        token_file: str = "",
+        on_secret: SecretSink = lambda _: None,
+    ) -> None:
+        self.user_id = user_id
+        self._token = token
+        self._file = _WatchedFile(token_file) if token_file else None
+        self._on_secret = on_secret
+
+    def _current_token(self) -> str:
+        if self._file is not None:
+            self._file.refresh()
+            if self._file.text:
+                self._on_secret(self._file.text)
+            return self._file.text
+        return self._token
+
+    async def credentials(self, login: Login) -> Credentials | Answer[None]:
+        token = self._current_token()
+        if not token:
+            where = f"the file {self._file.path}" if self._file else "the configuration"
+            return Answer(Outcome.UNAUTHORIZED, None, f"no auth token in {where}")
+        return Credentials(self.user_id, token)
+
+    def rejected(self, credentials: Credentials) -> bool:
+        # A rotated Secret may already hold the new token: worth one retry if it changed.
+        return self._file is not None and self._current_token() not in ("", credentials.token)
+
+
+class PasswordAuth:
+    def __init__(
+        self,
+        username: str,
+        password: str = "",
+        password_file: str = "",
+        on_secret: SecretSink = lambda _: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.username = username
+        self._password = password
+        self._file = _WatchedFile(password_file) if password_file else None
+        self._on_secret = on_secret
+        self._clock = clock
+        self._current: Credentials | None = None
+        self._refused: tuple[float, str, Answer[None]] | None = None  # until, password, answer
+        self._lock = asyncio.Lock()  # collectors poll concurrently; one login serves them all
+
+    def _current_password(self) -> str:
+        if self._file is not None:
+            self._file.refresh()
+            self._on_secret(self._file.text)
+            return self._file.text
+        return self._password
+
+    async def credentials(self, login: Login) -> Credentials | Answer[None]:
+        async with self._lock:
+            return await self._credentials(login)
+
+    async def _credentials(self, login: Login) -> Credentials | Answer[None]:
+        if self._current is not None:
+            return self._current
+        password = self._current_password()
+        if not password:
+            return Answer(Outcome.UNAUTHORIZED, None, "no password to log in with")
+        if self._refused is not None:
+            until, refused_password, answer = self._refused
+            if self._clock() < until and password == refused_password:
+                return Answer(answer.outcome, None, answer.message)  # no request: codes empty
+        result = await login(self.username, password)
+        if isinstance(result, Credentials):
+            self._current, self._refused = result, None
+            self._on_secret(result.token)
+        elif result.outcome is Outcome.UNAUTHORIZED:
+            self._refused = (self._clock() + LOGIN_RETRY_AFTER, password, result)
+        return result
+
+    def rejected(self, credentials: Credentials) -> bool:
+        # The session token expired or was revoked: log in again, once per request.
+        if self._current == credentials:
+            self._current = None
+            return True
+        return False

@@ -1,0 +1,370 @@
+"""The Rocket.Chat REST client: one aiohttp session, every answer mapped to an `Outcome`.
+
+It also keeps the server's rate limit (rocketchat-api.md §3): after a 429, or an answer saying
+no calls remain, nothing is sent to that endpoint before the window resets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import re
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+from multidict import CIMultiDictProxy
+
+from exporter import __version__
+from exporter.rocketchat.answers import Answer, Outcome, RateLimit
+from exporter.rocketchat.auth import Authenticator, Credentials, Login
+from exporter.rocketchat.models import LoginAnswer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+USER_AGENT = f"rocketchat-livechat-exporter/{__version__}"
+# The largest answer read: ~15x a 50,000-row queue. A larger one is refused, not buffered.
+MAX_BODY_BYTES = 128 * 1024 * 1024
+# Error answers are only read for their message.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+# Sent after the reset instant, never at it: the server resets its window lazily, on the first
+# request that comes *more* than a window after the last reset (§3).
+RESET_MARGIN = 0.25
+# When a 429 carries no usable reset time: the default window is one minute (§3).
+DEFAULT_RATE_LIMIT_WAIT = 60.0
+MAX_RATE_LIMIT_WAIT = 3600.0
+_WAIT_SECONDS_RE = re.compile(r"wait (\d+) seconds")
+
+
+def tls_context(ca_file: str = "", insecure_skip_verify: bool = False) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class RocketChatClient:
+    def __init__(
+        self,
+        base_url: str,
+        auth: Authenticator,
+        timeout: float,
+        tls: ssl.SSLContext | None = None,
+        *,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._auth = auth
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._tls = tls
+        self._max_body = max_body_bytes
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._gates: dict[str, float] = {}  # endpoint -> clock() before which nothing is sent
+
+    async def __aenter__(self) -> RocketChatClient:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._tls if self._tls is not None else True),
+            timeout=self._timeout,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def ready_at(self, endpoint: str) -> float:
+        """The `clock()` time from which `endpoint` may be called again (rate limit)."""
+        return self._gates.get(endpoint, 0.0)
+
+    async def get(
+        self, endpoint: str, params: Mapping[str, str], model: type[T], *, max_wait: float = 0.0
+    ) -> Answer[T]:
+        """GET /api/v1/<endpoint>, decoded as `model`. Waits up to `max_wait` seconds for the
+        endpoint's rate-limit window; a longer wait is an immediate RATE_LIMITED answer."""
+        wait = self.ready_at(endpoint) - self._clock()
+        if wait > max_wait:
+            return Answer(Outcome.RATE_LIMITED, None, f"rate limited for {wait:.0f}s more")
+        if wait > 0:
+            await asyncio.sleep(wait)
+        codes: list[str] = []
+        reply = await self._authenticated_get(endpoint, params, codes)
+        if isinstance(reply, Answer):
+            return Answer(reply.outcome, None, reply.message, reply.status, None, tuple(codes))
+        answer = _classify(reply, model, tuple(codes))
+        self._update_gate(endpoint, answer)
+        return answer
+
+    async def _authenticated_get(
+        self, endpoint: str, params: Mapping[str, str], codes: list[str]
+    ) -> _Reply | Answer[None]:
+        url = f"{self.base_url}/api/v1/{endpoint}"
+        credentials: Credentials | Answer[None] = await self._auth.credentials(self._login(codes))
+        for attempt in (1, 2):
+            if isinstance(credentials, Answer):
+                return credentials
+            reply = await self._exchange("GET", url, codes, credentials.headers(), params=params)
+            if attempt == 2 or isinstance(reply, Answer) or reply.status != 401:
+                return reply
+            if not self._auth.rejected(credentials):
+                return reply
+            credentials = await self._auth.credentials(self._login(codes))
+        raise AssertionError("unreachable")
+
+    def _login(self, codes: list[str]) -> Login:
+        async def login(username: str, password: str) -> Credentials | Answer[None]:
+            url = f"{self.base_url}/api/v1/login"
+            body = {"user": username, "password": password}
+            reply = await self._exchange("POST", url, codes, {}, json_body=body)
+            if isinstance(reply, Answer):
+                return reply
+            if reply.status == 401 and b"totp-required" in reply.body:
+                return Answer(
+                    Outcome.UNAUTHORIZED,
+                    None,
+                    "login needs a two-factor code: use a "
+                    "Personal Access Token (rocketchat.auth_token) instead",
+                    401,
+                )
+            answer = _classify(reply, LoginAnswer, ())
+            if answer.data is None:
+                return Answer(answer.outcome, None, f"login failed: {answer.message}", reply.status)
+            return Credentials(answer.data.data.user_id, answer.data.data.auth_token)
+
+        return login
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        codes: list[str],
+        headers: Mapping[str, str],
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: object = None,
+    ) -> _Reply | Answer[None]:
+        """One HTTP request; transport failures come back as an Answer."""
+        if self._session is None:
+            raise RuntimeError("RocketChatClient used outside `async with`")
+        sent = len(codes)
+        try:
+            async with self._session.request(
+                method, url, params=params, headers=headers, json=json_body, allow_redirects=False
+            ) as response:
+                codes.append(str(response.status))
+                limit = self._max_body if response.status < 300 else MAX_ERROR_BODY_BYTES
+                body = await _read_body(response, limit, strict=response.status < 300)
+                return _Reply(response.status, response.headers, body)
+        except _BodyTooLargeError:
+            return Answer(
+                Outcome.INVALID_RESPONSE,
+                None,
+                f"answer larger than {self._max_body // 2**20} MiB; refused",
+            )
+        except TimeoutError:
+            _note_no_answer(codes, sent)
+            return Answer(Outcome.TIMEOUT, None, f"no answer within {self._timeout.total:g}s")
+        except aiohttp.ClientResponseError as error:
+            _note_no_answer(codes, sent)
+            return Answer(Outcome.INVALID_RESPONSE, None, f"malformed HTTP answer: {error.message}")
+        except aiohttp.ClientPayloadError:
+            _note_no_answer(codes, sent)
+            return Answer(Outcome.NETWORK_ERROR, None, "connection broken while reading the answer")
+        except aiohttp.ClientConnectorError as error:
+            _note_no_answer(codes, sent)
+            return Answer(Outcome.NETWORK_ERROR, None, f"cannot connect: {_reason(error)}")
+        except (aiohttp.ClientError, OSError) as error:
+            _note_no_answer(codes, sent)
+            return Answer(Outcome.NETWORK_ERROR, None, _reason(error))
+
+    def _update_gate(self, endpoint: str, answer: Answer[Any]) -> None:
+        limit = answer.rate_limit
+        if answer.outcome is Outcome.RATE_LIMITED:
+            reset_in = limit.reset_in if limit and limit.reset_in is not None else None
+            wait = reset_in if reset_in is not None else _wait_from_message(answer.message)
+        elif limit is not None and limit.remaining == 0 and limit.reset_in is not None:
+            wait = limit.reset_in  # the next call would be refused: don't make it
+        else:
+            return
+        self._gates[endpoint] = self._clock() + min(wait, MAX_RATE_LIMIT_WAIT) + RESET_MARGIN
+
+
+def _note_no_answer(codes: list[str], sent: int) -> None:
+    """A request that got no HTTP status counts as code "none"; one that got a status and broke
+    while its body was read was counted already."""
+    if len(codes) == sent:
+        codes.append("none")
+
+
+async def _read_body(response: aiohttp.ClientResponse, limit: int, strict: bool) -> bytes:
+    """Reads at most `limit` bytes (after decompression): too large is an error when `strict`,
+    else the body is cut (error answers are only read for their message)."""
+    if strict and response.content_length is not None and response.content_length > limit:
+        raise _BodyTooLargeError
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            if strict:
+                raise _BodyTooLargeError
+            return bytes(body[:limit])
+    return bytes(body)
+
+
+def _reason(error: BaseException) -> str:
+    os_error = getattr(error, "os_error", None)
+    text = (
+        str(os_error.strerror if isinstance(os_error, OSError) else error) or type(error).__name__
+    )
+    return " ".join(text.split())
+
+
+# --- mapping an HTTP answer to an Outcome --------------------------------------------------
+
+
+def _classify(reply: _Reply, model: type[T], codes: tuple[str, ...]) -> Answer[T]:
+    limit = _rate_limit(reply.headers)
+    status = reply.status
+    if 200 <= status < 300:
+        return _decode(reply, model, limit, codes)
+    error = _error_text(reply.body)
+    outcome, message = _failure(status, error)
+    return Answer(outcome, None, message, status, limit, codes)
+
+
+def _decode(
+    reply: _Reply, model: type[T], limit: RateLimit | None, codes: tuple[str, ...]
+) -> Answer[T]:
+    try:
+        data = msgspec.json.decode(reply.body, type=model)
+    except msgspec.ValidationError as error:
+        return Answer(
+            Outcome.INVALID_RESPONSE,
+            None,
+            f"unexpected answer: {error}",
+            reply.status,
+            limit,
+            codes,
+        )
+    except msgspec.DecodeError:
+        snippet = _one_line(reply.body[:80].decode("utf-8", "replace"))
+        return Answer(
+            Outcome.INVALID_RESPONSE,
+            None,
+            f"answer is not JSON: {snippet!r}",
+            reply.status,
+            limit,
+            codes,
+        )
+    if getattr(data, "success", True) is False:
+        return Answer(
+            Outcome.INVALID_RESPONSE, None, "answer says success: false", reply.status, limit, codes
+        )
+    return Answer(Outcome.SUCCESS, data, "", reply.status, limit, codes)
+
+
+def _failure(status: int, error: str) -> tuple[Outcome, str]:
+    detail = f": {error}" if error else ""
+    if status == 401:
+        return Outcome.UNAUTHORIZED, f"credentials rejected (401){detail}"
+    if status == 403:
+        return Outcome.FORBIDDEN, f"permission missing (403){detail}"
+    if status == 429:
+        return Outcome.RATE_LIMITED, f"rate limited (429){detail}"
+    if status == 400 and "error-not-authorized" in error:
+        # Servers before 4.x check the permission inside the route and answer 400 (§1.1).
+        return Outcome.FORBIDDEN, f"permission missing (400){detail}"
+    if status == 404:
+        return (
+            Outcome.BAD_REQUEST,
+            f"not found (404): is rocketchat.url right, and is the server 2.4 or newer?{detail}",
+        )
+    if 400 <= status < 500:
+        return Outcome.BAD_REQUEST, f"request refused ({status}){detail}"
+    if status >= 500:
+        return Outcome.SERVER_ERROR, f"server error ({status}){detail}"
+    return Outcome.INVALID_RESPONSE, f"unexpected HTTP status {status}"
+
+
+def _error_text(body: bytes) -> str:
+    """The `error` or `message` of an error body in any era's shape (§4), cut to one line."""
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return _one_line(body[:120].decode("utf-8", "replace"))
+    if isinstance(decoded, dict):
+        for key in ("error", "message"):
+            if isinstance(decoded.get(key), str) and decoded[key]:
+                return _one_line(decoded[key])
+    return ""
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _rate_limit(headers: CIMultiDictProxy[str]) -> RateLimit | None:
+    limit = _int_header(headers, "X-RateLimit-Limit")
+    remaining = _int_header(headers, "X-RateLimit-Remaining")
+    reset_ms = _int_header(headers, "X-RateLimit-Reset")
+    if limit is None and remaining is None and reset_ms is None:
+        return None  # the user bypasses the limiter, or it is off
+    reset_in = None
+    if reset_ms is not None:
+        # The reset is an absolute time in *milliseconds* on the server's clock (§3). Measured
+        # against the server's own Date header, a skewed local clock cannot shorten the wait.
+        reset_in = max(0.0, reset_ms / 1000 - _server_now(headers))
+    return RateLimit(limit, remaining, reset_in)
+
+
+def _server_now(headers: CIMultiDictProxy[str]) -> float:
+    date = headers.get("Date")
+    if date:
+        try:
+            return email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            pass
+    return time.time()
+
+
+def _int_header(headers: CIMultiDictProxy[str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def _wait_from_message(message: str) -> float:
+    """A 429 without a usable reset header: the body says 'You must wait N seconds' (§3)."""
+    match = _WAIT_SECONDS_RE.search(message)
+    return float(match.group(1)) if match else DEFAULT_RATE_LIMIT_WAIT

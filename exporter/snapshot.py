@@ -1,0 +1,85 @@
+"""Immutable snapshots of the data series, and the prometheus-client Collector that yields them.
+
+Each collector's last good poll is one entry of a `Snapshot`. A poll replaces its entry whole,
+so a series that is gone from Rocket.Chat's answer is gone from the next snapshot: stale series
+cannot exist, and readers never need a lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# One sample: its label values (in the family's label order) and its value.
+Sample = tuple[tuple[str, ...], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One gauge family with all its samples."""
+
+    name: str
+    documentation: str
+    label_names: tuple[str, ...]
+    samples: tuple[Sample, ...]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+Families = tuple[Family, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The data series of every collector that has data to serve, by collector name."""
+
+    families_by_collector: Mapping[str, Families] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    version: int = 0
+
+    def replace(self, collector: str, families: Families | None) -> Snapshot:
+        """A new snapshot with `collector`'s series replaced (None: removed)."""
+        updated = dict(self.families_by_collector)
+        if families is None:
+            updated.pop(collector, None)
+        else:
+            updated[collector] = families
+        return Snapshot(MappingProxyType(updated), self.version + 1)
+
+    def families(self) -> Iterator[Family]:
+        for collector in sorted(self.families_by_collector):
+            yield from self.families_by_collector[collector]
+
+    def series_count(self) -> int:
+        return sum(len(family) for family in self.families())
+
+
+class SnapshotCollector(Collector):
+    """Yields one snapshot's families, for rendering by prometheus-client."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._snapshot.families():
+            gauge = GaugeMetricFamily(family.name, family.documentation, labels=family.label_names)
+            for labels, value in family.samples:
+                gauge.add_metric(labels, value)
+            yield gauge
+
+
+class Interner:
+    """Shares one str object per distinct label value across a snapshot's samples: an agent's
+    name and status repeat across departments, and at 50,000 rows the copies add up."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, value: str) -> str:
+        return self._seen.setdefault(value, value)
