@@ -245,7 +245,7 @@ async def _run(
         log.warning(warning)
     metrics = SelfMetrics(config.collectors.enabled_names())
     exposition = Exposition(metrics.registry)
-    poller = Poller(schedules, client, exposition, metrics, config.poll.max_staleness)
+    poller = Poller(schedules, client.ready_at, exposition, metrics, config.poll.max_staleness)
     options_web = WebOptions(options.telemetry_path, config.rocketchat.url)
     app = create_app(exposition, options_web, lambda: poller.status.values())
     runner = web.AppRunner(

@@ -20,7 +20,6 @@ from exporter.collectors import Collector
 from exporter.config import format_duration
 from exporter.exposition import Exposition
 from exporter.rocketchat.answers import Answer, Outcome
-from exporter.rocketchat.client import RocketChatClient
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Families
 
@@ -60,7 +59,7 @@ class Poller:
     def __init__(
         self,
         schedules: Sequence[Schedule],
-        client: RocketChatClient,
+        ready_at: Callable[[str], float],
         exposition: Exposition,
         metrics: SelfMetrics,
         max_staleness: float,
@@ -69,7 +68,7 @@ class Poller:
         rng: random.Random | None = None,
     ) -> None:
         self._schedules = schedules
-        self._client = client
+        self._ready_at = ready_at  # an endpoint's rate-limit reopening, from the client
         self._exposition = exposition
         self._metrics = metrics
         self._max_staleness = max_staleness
@@ -91,12 +90,12 @@ class Poller:
             started = self._clock()
             await self.poll_once(collector, status)
             next_start = started + schedule.interval * self._rng.uniform(1 - JITTER, 1 + JITTER)
-            next_start = max(next_start, self._client.ready_at(collector.endpoint))
+            next_start = max(next_start, self._ready_at(collector.endpoint))
             await self._wait_until(next_start, collector.name, status)
 
     async def poll_once(self, collector: Collector, status: CollectorStatus) -> Answer[Families]:
         started = self._clock()
-        answer = await self._poll_safely(collector)
+        answer = await self._poll_dropping_stale(collector, status)
         duration = self._clock() - started
         if answer.data is not None:
             await self._exposition.publish(collector.name, answer.data)
@@ -111,6 +110,23 @@ class Poller:
         self._log_transition(collector.name, status, answer, duration)
         self._warn_if_over_rate_limit(status, answer)
         return answer
+
+    async def _poll_dropping_stale(
+        self, collector: Collector, status: CollectorStatus
+    ) -> Answer[Families]:
+        """Polls; a slow poll (timeouts, pages, rate-limit waits) must not keep stale series
+        past their time, so the drop can happen while the poll runs."""
+        task = asyncio.create_task(self._poll_safely(collector))
+        try:
+            while True:
+                drop_at = self._drop_time(status)
+                timeout = None if drop_at is None else max(0.0, drop_at - self._clock())
+                done, _ = await asyncio.wait({task}, timeout=timeout)
+                if done:
+                    return task.result()
+                await self._drop_if_stale(collector.name, status)
+        finally:
+            task.cancel()
 
     @staticmethod
     async def _poll_safely(collector: Collector) -> Answer[Families]:
