@@ -21,6 +21,9 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.collectors import Collector
+from exporter.collectors.agents import AgentsCollector
+from exporter.collectors.departments import DepartmentDirectory
+from exporter.collectors.inquiries import InquiriesCollector
 from exporter.collectors.queue import QueueCollector
 from exporter.config import (
     CollectorConfig,
@@ -182,9 +185,15 @@ def make_client(config: Config, redactor: RedactingFilter) -> RocketChatClient:
 
 
 def make_collectors(config: Config, client: RocketChatClient) -> list[Collector]:
+    enabled = config.collectors
+    departments = DepartmentDirectory(enabled.department_refresh)
     collectors: list[Collector] = []
-    if config.collectors.queue.enabled:
-        collectors.append(QueueCollector(client, config.poll))
+    if enabled.queue.enabled:
+        collectors.append(QueueCollector(client, config.poll, departments))
+    if enabled.inquiries.enabled:
+        collectors.append(InquiriesCollector(client, config.poll, departments))
+    if enabled.agents.enabled:
+        collectors.append(AgentsCollector(client, config.poll))
     return collectors
 
 

@@ -108,7 +108,7 @@ class Poller:
             await self._drop_if_stale(collector.name, status)
         self._metrics.record_poll(collector.name, answer, duration)
         self._log_transition(collector.name, status, answer, duration)
-        self._warn_if_over_rate_limit(status, answer)
+        self._warn_if_over_rate_limit(collector.endpoint, status, answer)
         return answer
 
     async def _poll_dropping_stale(
@@ -191,13 +191,16 @@ class Poller:
                 extra={"kv": fields},
             )
 
-    def _warn_if_over_rate_limit(self, status: CollectorStatus, answer: Answer[Families]) -> None:
+    def _warn_if_over_rate_limit(
+        self, endpoint: str, status: CollectorStatus, answer: Answer[Families]
+    ) -> None:
         """Once per collector: the server limits this user, and a poll's requests at this
         interval would exceed the limit (paging can take many requests a poll)."""
         limit = answer.rate_limit.limit if answer.rate_limit else None
         if status.warned_rate or not answer.ok or not limit:
             return
-        per_minute = len(answer.codes) * 60 / status.interval
+        requests = answer.requests_to(endpoint)
+        per_minute = requests * 60 / status.interval
         if per_minute > limit:
             status.warned_rate = True
             log.warning(
@@ -205,7 +208,7 @@ class Poller:
                 extra={
                     "kv": {
                         "collector": status.name,
-                        "requests_per_poll": len(answer.codes),
+                        "requests_per_poll": requests,
                         "per_minute": round(per_minute, 1),
                         "limit": limit,
                         "fix": RATE_LIMIT_FIX,

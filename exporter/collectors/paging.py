@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.answers import Answer, Outcome, Request
 from exporter.rocketchat.client import RocketChatClient
 
 R = TypeVar("R")
@@ -65,26 +65,24 @@ async def fetch_all(
 ) -> Answer[Rows[R]]:
     """Every row of `endpoint`; `page_size` 0 tries one count=0 request first."""
     progress: _Progress[R] = _Progress({})
-    codes: list[str] = []
+    earlier: tuple[Request, ...] = ()  # the requests for the pages before this one
     count = page_size
     while True:
         query = {**params, "count": str(count), "offset": str(progress.offset), "sort": sort}
         wait = MAX_WAIT_BETWEEN_PAGES if progress.pages else 0.0
         answer = await client.get(endpoint, query, model, max_wait=wait)
-        codes.extend(answer.codes)
         if answer.data is None:
-            return _with_codes(answer.failed(answer.outcome, answer.message), codes)
+            return answer.failed(answer.outcome, answer.message).with_requests(earlier)
         page = answer.data
-        done = _take_page(progress, page.rows, page.total, key, unlimited=count == 0)
-        if done:
+        if _take_page(progress, page.rows, page.total, key, unlimited=count == 0):
             fell_back = page_size == 0 and count != 0
             rows = Rows(list(progress.by_key.values()), progress.pages, fell_back)
-            return _with_codes(
-                Answer(Outcome.SUCCESS, rows, "", answer.status, answer.rate_limit), codes
-            )
+            done = Answer(Outcome.SUCCESS, rows, "", answer.status, answer.rate_limit)
+            return done.with_requests(earlier + answer.requests)
         if progress.pages >= _page_bound(page.total, progress.capacity):
             message = f"paging did not end after {progress.pages} pages (total {page.total})"
-            return _with_codes(answer.failed(Outcome.INVALID_RESPONSE, message), codes)
+            return answer.failed(Outcome.INVALID_RESPONSE, message).with_requests(earlier)
+        earlier += answer.requests
         if count == 0:
             count = FALLBACK_PAGE_SIZE
 
@@ -114,9 +112,3 @@ def _page_bound(total: int | None, capacity: int) -> int:
     if total is None or capacity <= 0:
         return MAX_PAGES
     return min(MAX_PAGES, -(-total // capacity) + 3)  # slack for rows added while paging
-
-
-def _with_codes(answer: Answer[Rows[R]], codes: list[str]) -> Answer[Rows[R]]:
-    return Answer(
-        answer.outcome, answer.data, answer.message, answer.status, answer.rate_limit, tuple(codes)
-    )

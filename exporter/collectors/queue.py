@@ -6,9 +6,10 @@ livechat/queue counts open rooms that already have an agent (on-hold included), 
 
 from __future__ import annotations
 
+from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.paging import fetch_all
 from exporter.config import PollConfig
-from exporter.rocketchat.answers import Answer
+from exporter.rocketchat.answers import Answer, Outcome
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage, QueueRow
 from exporter.snapshot import Families, Family, Interner, Sample
@@ -19,6 +20,7 @@ QUEUE_CHATS_HELP = (
     "from livechat/queue."
 )
 QUEUE_LABELS = ("agent_id", "agent", "status", "department_id", "department")
+PERMISSION = "view-l-room"
 # Unique and stable, so that offsets neither skip nor repeat rows between pages (§1.7).
 STABLE_SORT = '{"chats":-1,"user._id":1,"department._id":1}'
 
@@ -32,8 +34,14 @@ class QueueCollector:
     name = "queue"
     endpoint = "livechat/queue"
 
-    def __init__(self, client: RocketChatClient, poll: PollConfig) -> None:
+    def __init__(
+        self,
+        client: RocketChatClient,
+        poll: PollConfig,
+        departments: DepartmentDirectory | None = None,
+    ) -> None:
         self._client = client
+        self._departments = departments  # learns names from the rows, for other collectors
         self._page_size = poll.page_size
         # Only these six parameters exist; any other one is a 400 on 5.x+ servers (§1.2).
         self._params = {"includeOfflineAgents": "true" if poll.include_offline_agents else "false"}
@@ -53,9 +61,18 @@ class QueueCollector:
             key=row_key,
         )
         if answer.data is None:
-            return answer.failed(answer.outcome, answer.message)
+            failed = answer.failed(answer.outcome, answer.message)
+            if answer.outcome is Outcome.FORBIDDEN:
+                failed = failed.with_hint(f"the exporter's user needs {PERMISSION}")
+            return failed
+        if self._departments is not None:
+            for row in answer.data.rows:
+                if row.department is not None:
+                    self._departments.learn(row.department.id or "", row.department.name or "")
         family = Family(QUEUE_CHATS, QUEUE_CHATS_HELP, QUEUE_LABELS, samples(answer.data.rows))
-        return Answer(answer.outcome, (family,), "", answer.status, answer.rate_limit, answer.codes)
+        return Answer(
+            answer.outcome, (family,), "", answer.status, answer.rate_limit, answer.requests
+        )
 
 
 def samples(rows: list[QueueRow]) -> tuple[Sample, ...]:

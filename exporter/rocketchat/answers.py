@@ -7,11 +7,13 @@ branch on `Answer.outcome`. The outcome names are the `result` label values of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+# One HTTP request an answer took: (endpoint, status code), "none" when no answer came.
+Request = tuple[str, str]
 
 
 class Outcome(StrEnum):
@@ -44,9 +46,9 @@ class Answer(Generic[T]):
     message: str = ""  # one line, for the log; never holds a credential
     status: int | None = None  # HTTP status of the last request; None when nothing came back
     rate_limit: RateLimit | None = None
-    # The status code of every HTTP request this answer took (a login, a retry), "none" for
-    # requests that got no answer: the `code` label of requests_total.
-    codes: tuple[str, ...] = ()
+    # Every HTTP request this answer took (pages, a login, a retry, a lookup): the
+    # requests_total counter, and the rate-limit arithmetic per endpoint.
+    requests: tuple[Request, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -54,4 +56,18 @@ class Answer(Generic[T]):
 
     def failed(self, outcome: Outcome, message: str) -> Answer[Any]:
         """This answer's requests, re-labelled as a failure (e.g. a page that breaks paging)."""
-        return Answer(outcome, None, message, self.status, self.rate_limit, self.codes)
+        return Answer(outcome, None, message, self.status, self.rate_limit, self.requests)
+
+    def with_requests(self, earlier: tuple[Request, ...]) -> Answer[T]:
+        """This answer, counting also requests made before it (another page, a lookup)."""
+        return replace(self, requests=earlier + self.requests)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(code for _, code in self.requests)
+
+    def requests_to(self, endpoint: str) -> int:
+        return sum(1 for target, _ in self.requests if target == endpoint)
+
+    def with_hint(self, hint: str) -> Answer[T]:
+        return replace(self, message=f"{self.message}; {hint}")

@@ -21,7 +21,7 @@ import msgspec
 from multidict import CIMultiDictProxy
 
 from exporter import __version__
-from exporter.rocketchat.answers import Answer, Outcome, RateLimit
+from exporter.rocketchat.answers import Answer, Outcome, RateLimit, Request
 from exporter.rocketchat.auth import Authenticator, Credentials, Login
 from exporter.rocketchat.models import LoginAnswer
 
@@ -113,35 +113,39 @@ class RocketChatClient:
             return Answer(Outcome.RATE_LIMITED, None, f"rate limited for {wait:.0f}s more")
         if wait > 0:
             await asyncio.sleep(wait)
-        codes: list[str] = []
-        reply = await self._authenticated_get(endpoint, params, codes)
+        requests: list[Request] = []
+        reply = await self._authenticated_get(endpoint, params, requests)
         if isinstance(reply, Answer):
-            return Answer(reply.outcome, None, reply.message, reply.status, None, tuple(codes))
-        answer = _classify(reply, model, tuple(codes))
+            return Answer(reply.outcome, None, reply.message, reply.status, None, tuple(requests))
+        answer = _classify(reply, model, tuple(requests))
         self._update_gate(endpoint, answer)
         return answer
 
     async def _authenticated_get(
-        self, endpoint: str, params: Mapping[str, str], codes: list[str]
+        self, endpoint: str, params: Mapping[str, str], requests: list[Request]
     ) -> _Reply | Answer[None]:
         url = f"{self.base_url}/api/v1/{endpoint}"
-        credentials: Credentials | Answer[None] = await self._auth.credentials(self._login(codes))
+        credentials: Credentials | Answer[None] = await self._auth.credentials(
+            self._login(requests)
+        )
         for attempt in (1, 2):
             if isinstance(credentials, Answer):
                 return credentials
-            reply = await self._exchange("GET", url, codes, credentials.headers(), params=params)
+            reply = await self._exchange(
+                "GET", url, (endpoint, requests), credentials.headers(), params=params
+            )
             if attempt == 2 or isinstance(reply, Answer) or reply.status != 401:
                 return reply
             if not self._auth.rejected(credentials):
                 return reply
-            credentials = await self._auth.credentials(self._login(codes))
+            credentials = await self._auth.credentials(self._login(requests))
         raise AssertionError("unreachable")
 
-    def _login(self, codes: list[str]) -> Login:
+    def _login(self, requests: list[Request]) -> Login:
         async def login(username: str, password: str) -> Credentials | Answer[None]:
             url = f"{self.base_url}/api/v1/login"
             body = {"user": username, "password": password}
-            reply = await self._exchange("POST", url, codes, {}, json_body=body)
+            reply = await self._exchange("POST", url, ("login", requests), {}, json_body=body)
             if isinstance(reply, Answer):
                 return reply
             if reply.status == 401 and b"totp-required" in reply.body:
@@ -163,21 +167,23 @@ class RocketChatClient:
         self,
         method: str,
         url: str,
-        codes: list[str],
+        log: tuple[str, list[Request]],
         headers: Mapping[str, str],
         *,
         params: Mapping[str, str] | None = None,
         json_body: object = None,
     ) -> _Reply | Answer[None]:
-        """One HTTP request; transport failures come back as an Answer."""
+        """One HTTP request, noted in `log` (endpoint, list); transport failures come back as
+        an Answer."""
         if self._session is None:
             raise RuntimeError("RocketChatClient used outside `async with`")
-        sent = len(codes)
+        endpoint, requests = log
+        sent = len(requests)
         try:
             async with self._session.request(
                 method, url, params=params, headers=headers, json=json_body, allow_redirects=False
             ) as response:
-                codes.append(str(response.status))
+                requests.append((endpoint, str(response.status)))
                 limit = self._max_body if response.status < 300 else MAX_ERROR_BODY_BYTES
                 body = await _read_body(response, limit, strict=response.status < 300)
                 return _Reply(response.status, response.headers, body)
@@ -188,19 +194,19 @@ class RocketChatClient:
                 f"answer larger than {self._max_body // 2**20} MiB; refused",
             )
         except TimeoutError:
-            _note_no_answer(codes, sent)
+            _note_no_answer(endpoint, requests, sent)
             return Answer(Outcome.TIMEOUT, None, f"no answer within {self._timeout.total:g}s")
         except aiohttp.ClientResponseError as error:
-            _note_no_answer(codes, sent)
+            _note_no_answer(endpoint, requests, sent)
             return Answer(Outcome.INVALID_RESPONSE, None, f"malformed HTTP answer: {error.message}")
         except aiohttp.ClientPayloadError:
-            _note_no_answer(codes, sent)
+            _note_no_answer(endpoint, requests, sent)
             return Answer(Outcome.NETWORK_ERROR, None, "connection broken while reading the answer")
         except aiohttp.ClientConnectorError as error:
-            _note_no_answer(codes, sent)
+            _note_no_answer(endpoint, requests, sent)
             return Answer(Outcome.NETWORK_ERROR, None, f"cannot connect: {_reason(error)}")
         except (aiohttp.ClientError, OSError) as error:
-            _note_no_answer(codes, sent)
+            _note_no_answer(endpoint, requests, sent)
             return Answer(Outcome.NETWORK_ERROR, None, _reason(error))
 
     def _update_gate(self, endpoint: str, answer: Answer[Any]) -> None:
@@ -215,11 +221,11 @@ class RocketChatClient:
         self._gates[endpoint] = self._clock() + min(wait, MAX_RATE_LIMIT_WAIT) + RESET_MARGIN
 
 
-def _note_no_answer(codes: list[str], sent: int) -> None:
+def _note_no_answer(endpoint: str, requests: list[Request], sent: int) -> None:
     """A request that got no HTTP status counts as code "none"; one that got a status and broke
     while its body was read was counted already."""
-    if len(codes) == sent:
-        codes.append("none")
+    if len(requests) == sent:
+        requests.append((endpoint, "none"))
 
 
 async def _read_body(response: aiohttp.ClientResponse, limit: int, strict: bool) -> bytes:
@@ -248,18 +254,18 @@ def _reason(error: BaseException) -> str:
 # --- mapping an HTTP answer to an Outcome --------------------------------------------------
 
 
-def _classify(reply: _Reply, model: type[T], codes: tuple[str, ...]) -> Answer[T]:
+def _classify(reply: _Reply, model: type[T], requests: tuple[Request, ...]) -> Answer[T]:
     limit = _rate_limit(reply.headers)
     status = reply.status
     if 200 <= status < 300:
-        return _decode(reply, model, limit, codes)
+        return _decode(reply, model, limit, requests)
     error = _error_text(reply.body)
     outcome, message = _failure(status, error)
-    return Answer(outcome, None, message, status, limit, codes)
+    return Answer(outcome, None, message, status, limit, requests)
 
 
 def _decode(
-    reply: _Reply, model: type[T], limit: RateLimit | None, codes: tuple[str, ...]
+    reply: _Reply, model: type[T], limit: RateLimit | None, requests: tuple[Request, ...]
 ) -> Answer[T]:
     try:
         data = msgspec.json.decode(reply.body, type=model)
@@ -270,7 +276,7 @@ def _decode(
             f"unexpected answer: {error}",
             reply.status,
             limit,
-            codes,
+            requests,
         )
     except msgspec.DecodeError:
         snippet = _one_line(reply.body[:80].decode("utf-8", "replace"))
@@ -280,13 +286,18 @@ def _decode(
             f"answer is not JSON: {snippet!r}",
             reply.status,
             limit,
-            codes,
+            requests,
         )
     if getattr(data, "success", True) is False:
         return Answer(
-            Outcome.INVALID_RESPONSE, None, "answer says success: false", reply.status, limit, codes
+            Outcome.INVALID_RESPONSE,
+            None,
+            "answer says success: false",
+            reply.status,
+            limit,
+            requests,
         )
-    return Answer(Outcome.SUCCESS, data, "", reply.status, limit, codes)
+    return Answer(Outcome.SUCCESS, data, "", reply.status, limit, requests)
 
 
 def _failure(status: int, error: str) -> tuple[Outcome, str]:

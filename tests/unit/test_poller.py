@@ -28,8 +28,10 @@ def families(value: float) -> Families:
     )
 
 
-SUCCESS = Answer(Outcome.SUCCESS, families(3), codes=("200",))
-TIMEOUT: Answer[Families] = Answer(Outcome.TIMEOUT, None, "no answer within 10s", codes=("none",))
+SUCCESS = Answer(Outcome.SUCCESS, families(3), requests=(("livechat/queue", "200"),))
+TIMEOUT: Answer[Families] = Answer(
+    Outcome.TIMEOUT, None, "no answer within 10s", requests=(("livechat/queue", "none"),)
+)
 
 
 @dataclass
@@ -146,7 +148,9 @@ async def test_the_drop_happens_on_time_without_a_poll() -> None:
     # The next poll is 30 s away; the stale series must still go after 0.2 s.
     async with running(collector, interval=0.05, max_staleness=0.2) as h:
         await until(lambda: polls(h, "timeout") == 1)
-        collector.script = [Answer(Outcome.TIMEOUT, None, "slow", codes=("none",))]
+        collector.script = [
+            Answer(Outcome.TIMEOUT, None, "slow", requests=(("livechat/queue", "none"),))
+        ]
         collector.delay = 30
         await until(lambda: not h.exposition.snapshot.families_by_collector, within=2)
         assert polls(h, "timeout") == 1
@@ -176,7 +180,9 @@ async def test_polls_keep_their_interval_with_a_little_jitter() -> None:
 
 
 async def test_no_poll_starts_before_the_rate_limit_window_reopens() -> None:
-    collector = ScriptedCollector([Answer(Outcome.RATE_LIMITED, None, "429", codes=("429",))])
+    collector = ScriptedCollector(
+        [Answer(Outcome.RATE_LIMITED, None, "429", requests=(("livechat/queue", "429"),))]
+    )
     reopens = time.monotonic() + 0.4
     async with running(collector, interval=0.05, ready_at=lambda _: reopens):
         await until(lambda: len(collector.started) >= 2)

@@ -1,0 +1,73 @@
+"""The agents collector: every omnichannel agent with its presence and livechat status, idle
+ones included, from livechat/users/agent (rocketchat-api.md §5.3). livechat/queue lists only
+agents who hold a chat.
+"""
+
+from __future__ import annotations
+
+from exporter.collectors.paging import fetch_all
+from exporter.config import PollConfig
+from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.models import Agent, AgentsPage
+from exporter.snapshot import Families, Family, Interner
+
+AGENT_STATUS = "rocketchat_livechat_agent_status"
+AGENT_STATUS_HELP = (
+    "Always 1: one series per omnichannel agent, with its presence (status) and its "
+    "omnichannel availability (livechat_status), from livechat/users/agent."
+)
+LABELS = ("agent_id", "agent", "status", "livechat_status")
+PERMISSION = (
+    "transfer-livechat-guest or edit-omnichannel-contact (manage-livechat-agents on servers "
+    "before 5.0)"
+)
+STABLE_SORT = '{"_id":1}'
+
+
+def agent_id(agent: Agent) -> str:
+    return agent.id
+
+
+class AgentsCollector:
+    name = "agents"
+    endpoint = "livechat/users/agent"
+
+    def __init__(self, client: RocketChatClient, poll: PollConfig) -> None:
+        self._client = client
+        self._page_size = poll.page_size
+
+    async def poll(self) -> Answer[Families]:
+        # No filter parameters: older servers reject the newer ones (onlyAvailable,
+        # showIdleAgents) with a 400, and the defaults already list every agent.
+        answer = await fetch_all(
+            self._client,
+            self.endpoint,
+            {},
+            sort=STABLE_SORT,
+            page_size=self._page_size,
+            model=AgentsPage,
+            key=agent_id,
+        )
+        if answer.data is None:
+            failed = answer.failed(answer.outcome, answer.message)
+            if answer.outcome is Outcome.FORBIDDEN:
+                failed = failed.with_hint(f"the exporter's user needs {PERMISSION}")
+            return failed
+        intern = Interner()
+        samples = tuple(
+            (
+                (
+                    agent.id,
+                    agent.username or "",
+                    intern(agent.status or ""),
+                    intern(agent.status_livechat or ""),
+                ),
+                1.0,
+            )
+            for agent in answer.data.rows
+        )
+        family = Family(AGENT_STATUS, AGENT_STATUS_HELP, LABELS, samples)
+        return Answer(
+            Outcome.SUCCESS, (family,), "", answer.status, answer.rate_limit, answer.requests
+        )

@@ -1,0 +1,105 @@
+"""The inquiries collector: visitors waiting for an agent, per department, from
+livechat/inquiries.list (rocketchat-api.md §5.1). livechat/queue never sees them (§1.3).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from exporter.collectors.departments import DepartmentDirectory
+from exporter.collectors.paging import fetch_all
+from exporter.config import PollConfig
+from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.models import InquiriesPage, Inquiry
+from exporter.snapshot import Families, Family
+
+QUEUED = "rocketchat_livechat_inquiries_queued"
+QUEUED_HELP = "Visitors waiting for an agent, from livechat/inquiries.list."
+OLDEST = "rocketchat_livechat_inquiries_oldest_queued_timestamp_seconds"
+OLDEST_HELP = "Unix time the longest-waiting visitor of the department entered the queue."
+LABELS = ("department_id", "department")
+PERMISSION = "view-livechat-manager"
+STABLE_SORT = '{"ts":1,"_id":1}'
+
+
+def inquiry_id(inquiry: Inquiry) -> str:
+    return inquiry.id
+
+
+def queued_at(ts: str | float | None) -> float | None:
+    """ISO 8601 as the REST API writes dates ("2021-07-22T14:28:57.987Z"), or epoch ms."""
+    if ts is None:
+        return None
+    if isinstance(ts, float | int):
+        return float(ts) / 1000
+    return datetime.fromisoformat(ts).timestamp()
+
+
+class InquiriesCollector:
+    name = "inquiries"
+    endpoint = "livechat/inquiries.list"
+
+    def __init__(
+        self, client: RocketChatClient, poll: PollConfig, departments: DepartmentDirectory
+    ) -> None:
+        self._client = client
+        self._page_size = poll.page_size
+        self._departments = departments
+        # The same department filter as the queue's; an unknown one returns every department.
+        self._params = {"department": poll.department_id} if poll.department_id else {}
+
+    async def poll(self) -> Answer[Families]:
+        lookups = await self._departments.refresh_if_due(self._client)
+        answer = await fetch_all(
+            self._client,
+            self.endpoint,
+            self._params,
+            sort=STABLE_SORT,
+            page_size=self._page_size,
+            model=InquiriesPage,
+            key=inquiry_id,
+        )
+        if answer.data is None:
+            failed = answer.failed(answer.outcome, answer.message).with_requests(lookups)
+            if answer.outcome is Outcome.FORBIDDEN:
+                failed = failed.with_hint(f"the exporter's user needs {PERMISSION}")
+            return failed
+        try:
+            families = self._families(answer.data.rows)
+        except ValueError as error:
+            bad = answer.failed(Outcome.INVALID_RESPONSE, f"unexpected inquiry time: {error}")
+            return bad.with_requests(lookups)
+        ok = Answer(
+            Outcome.SUCCESS, families, "", answer.status, answer.rate_limit, answer.requests
+        )
+        return ok.with_requests(lookups)
+
+    def _families(self, inquiries: list[Inquiry]) -> Families:
+        waiting: dict[str, int] = dict.fromkeys(["", *self._departments.known()], 0)
+        oldest: dict[str, float] = {}
+        for inquiry in inquiries:
+            if inquiry.status not in (None, "queued"):
+                continue  # the endpoint lists queued ones; very old servers also others (§5.1)
+            department = inquiry.department or ""
+            waiting[department] = waiting.get(department, 0) + 1
+            since = queued_at(inquiry.ts)
+            if since is not None and since < oldest.get(department, float("inf")):
+                oldest[department] = since
+        return (
+            Family(
+                QUEUED,
+                QUEUED_HELP,
+                LABELS,
+                tuple((self._labels(d), float(n)) for d, n in sorted(waiting.items())),
+            ),
+            Family(
+                OLDEST,
+                OLDEST_HELP,
+                LABELS,
+                tuple((self._labels(d), ts) for d, ts in sorted(oldest.items())),
+            ),
+        )
+
+    def _labels(self, department: str) -> tuple[str, str]:
+        return (department, self._departments.name_of(department))
