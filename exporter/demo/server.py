@@ -7,8 +7,8 @@ authentication and the exact error bodies (§4), and the row shapes of ``livecha
 
 Order of checks per request (§3, §4.4):
 
-1. unknown path or method: 404;
-2. an injected fault, if one matches (see :meth:`FakeRocketChat.inject`);
+1. an injected fault, if one matches the path (see :meth:`FakeRocketChat.inject`);
+2. unknown path or method: 404;
 3. E6 only: query validation, 400 *before* authentication;
 4. authentication: 401, not counted by the rate limiter;
 5. rate limiter: counted, ``X-RateLimit-*`` headers from here on, 429 when exhausted;
@@ -37,8 +37,8 @@ from multidict import CIMultiDictProxy, MultiMapping
 
 from exporter.demo.world import Agent, Department, Inquiry, World, is_routable
 
-Era: TypeAlias = Literal["E1", "E2", "E5", "E6"]
-"""Code eras of §0. E3/E4 behave like E5 for everything this fake emulates."""
+Era: TypeAlias = Literal["E1", "E2", "E3", "E4", "E5", "E6"]
+"""Code eras of §0. E3 and E4 behave exactly like E5 for everything this fake emulates."""
 
 JsonObject: TypeAlias = dict[str, Any]
 
@@ -72,20 +72,20 @@ class ApiUser:
 
     Mutable on purpose: a test revokes access with ``user.token = ""`` or
     :meth:`FakeRocketChat.revoke`. Tokens issued by ``POST /api/v1/login`` are added to
-    ``login_tokens`` and authenticate as well.
+    ``login_tokens`` and authenticate as well. Secrets are left out of ``repr``.
     """
 
     user_id: str
-    token: str
+    token: str = field(repr=False)
     username: str
     permissions: set[str] = field(default_factory=set)
     bypass_rate_limit: bool = False
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     totp_required: bool = False
-    totp_code: str = DEFAULT_TOTP_CODE
+    totp_code: str = field(default=DEFAULT_TOTP_CODE, repr=False)
     name: str = ""
     email: str = ""
-    login_tokens: set[str] = field(default_factory=set)
+    login_tokens: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
     def supervisor(
@@ -93,10 +93,21 @@ class ApiUser:
         user_id: str = DEFAULT_USER_ID,
         token: str = DEFAULT_TOKEN,
         username: str = "exporter",
-        **options: Any,
+        *,
+        bypass_rate_limit: bool = False,
+        password: str | None = None,
+        totp_required: bool = False,
     ) -> ApiUser:
         """The exporter's user: the permissions of a livechat supervisor / bot (§8.1)."""
-        return cls(user_id, token, username, set(SUPERVISOR_PERMISSIONS), **options)
+        return cls(
+            user_id,
+            token,
+            username,
+            set(SUPERVISOR_PERMISSIONS),
+            bypass_rate_limit=bypass_rate_limit,
+            password=password,
+            totp_required=totp_required,
+        )
 
     def accepts(self, token: str) -> bool:
         return bool(token) and (token == self.token or token in self.login_tokens)
@@ -130,12 +141,15 @@ class ServerSettings:
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """One request the fake received. Never holds a token or a password."""
+    """One request the fake received, logged once answered (or abandoned).
+
+    Never holds a token or a password.
+    """
 
     method: str
     path: str  # e.g. "/api/v1/livechat/queue"
     query: tuple[tuple[str, str], ...]  # (name, value) pairs, in the order sent
-    status: int | None  # status sent; None when the connection was closed without an answer
+    status: int | None  # status sent; None: closed without an answer, or the client gave up
     user_id: str | None  # the X-User-Id header as sent
     client_ip: str
     monotonic: float  # time.monotonic() on arrival
@@ -941,7 +955,11 @@ class FakeRocketChat:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0: any free port) and return the base URL."""
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
+        # A client that gives up (a timeout) ends its handler, logged with status None; and
+        # stop() does not wait long for answers delayed by a fault.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=0.2, handler_cancellation=True
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         bound_port = self._runner.addresses[0][1]
@@ -1050,9 +1068,7 @@ class FakeRocketChat:
     async def _answer(self, request: web.Request, outcome: _Outcome) -> web.StreamResponse:
         if self.settings.latency > 0:
             await asyncio.sleep(self.settings.latency)
-        route = self._routes.get((request.method, _endpoint_name(request.path)))
-        if not request.path.startswith(API_PREFIX):
-            route = None
+        route = self._route_for(request)
         fault = self._take_fault(request.path)
         if fault is not None:
             outcome.fault = type(fault).__name__
@@ -1063,6 +1079,11 @@ class FakeRocketChat:
         response = self._respond(request, route, body)
         outcome.status = response.status
         return response
+
+    def _route_for(self, request: web.Request) -> _Route | None:
+        if not request.path.startswith(API_PREFIX):
+            return None
+        return self._routes.get((request.method, _endpoint_name(request.path)))
 
     def _take_fault(self, path: str) -> Fault | None:
         endpoint = _endpoint_name(path)

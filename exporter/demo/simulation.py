@@ -55,6 +55,7 @@ _OPEN_CHATS: tuple[tuple[int, int | None], ...] = (
 _QUEUED: tuple[int | None, ...] = (1, 1, 0, None)
 
 _MAX_QUEUED = 12
+_PAUSE_SHARE = 0.25
 _PRESENCE_WEIGHTS: tuple[tuple[AgentStatus, int], ...] = (
     ("online", 70),
     ("away", 12),
@@ -94,19 +95,21 @@ def build_demo_world(seed: int = 0) -> World:
 
 @dataclass
 class Simulation:
-    """Random but plausible evolution of a world: visitors arrive and wait, agents take them
-    (up to their chat limit), chats end, agents come and go."""
+    """Random but plausible evolution of a world: visitors arrive and wait (some give up),
+    available agents take them up to their chat limit, chats end, agents come and go."""
 
     world: World
     rng: random.Random = field(default_factory=random.Random)
     arrival_probability: float = 0.6
     close_probability: float = 0.06  # per open chat and step
+    abandon_probability: float = 0.02  # per waiting visitor and step
     presence_change_probability: float = 0.12
-    availability_change_probability: float = 0.04
+    availability_change_probability: float = 0.08
     hold_toggle_probability: float = 0.05
 
     def step(self) -> None:
         self._visitor_arrives()
+        self._some_visitors_give_up()
         self._route_waiting_visitors()
         self._end_some_chats()
         self._agents_come_and_go()
@@ -126,6 +129,11 @@ class Simulation:
         enabled = [d.id for d in self.world.departments.values() if d.enabled]
         choices: list[str | None] = [*enabled, None]
         self.world.queue_inquiry(self.rng.choice(choices))
+
+    def _some_visitors_give_up(self) -> None:
+        for inquiry in self.world.queued_inquiries():
+            if self.rng.random() < self.abandon_probability:
+                self.world.close_room(inquiry.room_id, forget=True)
 
     def _route_waiting_visitors(self) -> None:
         for inquiry in sorted(self.world.queued_inquiries(), key=lambda i: i.ts):
@@ -170,8 +178,10 @@ class Simulation:
             agent.status = self.rng.choices(statuses, weights=weights)[0]
         if self.rng.random() < self.availability_change_probability:
             agent = self.rng.choice(agents)
-            available = agent.status_livechat == "available"
-            agent.status_livechat = "not-available" if available else "available"
+            if agent.status_livechat == "not-available":
+                agent.status_livechat = "available"
+            elif self.rng.random() < _PAUSE_SHARE:  # biased so that ~80% stay available
+                agent.status_livechat = "not-available"
 
     def _toggle_hold(self) -> None:
         if self.rng.random() >= self.hold_toggle_probability:
