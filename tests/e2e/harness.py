@@ -1,0 +1,310 @@
+"""End-to-end harness: the real exporter process against the fake Rocket.Chat on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.demo import FakeRocketChat, World
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+
+Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
+Series = dict[tuple[str, Labels], float]
+
+
+def labels_of(**labels: str) -> Labels:
+    return tuple(sorted(labels.items()))
+
+
+@dataclass
+class Scrape:
+    text: str
+    series: Series
+
+    def family(self, name: str) -> dict[Labels, float]:
+        return {labels: value for (metric, labels), value in self.series.items() if metric == name}
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.series.get((name, labels_of(**labels)))
+
+
+def parse_text(text: str) -> Series:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@dataclass
+class ExporterProcess:
+    process: asyncio.subprocess.Process
+    url: str = ""
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    raw_log: list[str] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    async def get(
+        self, path: str = "/metrics", **headers: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as session,
+            session.get(self.url + path, headers=headers) as response,
+        ):
+            return response.status, dict(response.headers), await response.read()
+
+    async def scrape(self) -> Scrape:
+        status, _, body = await self.get("/metrics", **{"Accept-Encoding": "identity"})
+        assert status == 200
+        text = body.decode()
+        return Scrape(text, parse_text(text))
+
+    async def wait_for(
+        self, condition: Callable[[Scrape], bool], within: float = 15.0, what: str = "condition"
+    ) -> Scrape:
+        deadline = time.monotonic() + within
+        while True:
+            scrape = await self.scrape()
+            if condition(scrape):
+                return scrape
+            if time.monotonic() > deadline or self.process.returncode is not None:
+                raise AssertionError(
+                    f"{what} not met within {within}s; log tail: {self.raw_log[-5:]}"
+                )
+            await asyncio.sleep(0.05)
+
+    async def wait_for_polls(
+        self,
+        collector: str = "queue",
+        result: str = "success",
+        more_than: float = 0,
+        within: float = 15.0,
+    ) -> Scrape:
+        def enough(scrape: Scrape) -> bool:
+            count = scrape.value(
+                "rocketchat_livechat_exporter_polls_total", collector=collector, result=result
+            )
+            return count is not None and count > more_than
+
+        return await self.wait_for(enough, within, f"{collector} polls with {result}")
+
+    async def next_fresh_poll(self, collector: str = "queue") -> Scrape:
+        """Waits for a poll that started after now: two more successes than so far."""
+        now = (await self.scrape()).value(
+            "rocketchat_livechat_exporter_polls_total", collector=collector, result="success"
+        ) or 0
+        return await self.wait_for_polls(collector, more_than=now + 1)
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._reader, 2)
+        return self.process.returncode if self.process.returncode is not None else -1
+
+    def messages(self) -> list[str]:
+        return [entry.get("msg", "") for entry in self.logs]
+
+
+async def _read_log(exporter: ExporterProcess, listening: asyncio.Future[str]) -> None:
+    assert exporter.process.stderr is not None
+    async for raw in exporter.process.stderr:
+        line = raw.decode(errors="replace").rstrip("\n")
+        exporter.raw_log.append(line)
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        exporter.logs.append(entry)
+        if entry.get("msg") == "listening" and not listening.done():
+            listening.set_result(str(entry["address"]).split(",")[0].strip())
+    if not listening.done():
+        listening.set_exception(AssertionError(f"exporter exited: {exporter.raw_log[-10:]}"))
+
+
+async def start_exporter(
+    config: Mapping[str, Any] | None,
+    tmp_path: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+) -> ExporterProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "exporter",
+        "--web.listen-address=127.0.0.1:0",
+        "--log.format=json",
+        "--log.level=debug",
+    ]
+    if config is not None:
+        path = tmp_path / f"config-{time.monotonic_ns()}.yaml"
+        path.write_text(yaml.safe_dump(dict(config)))
+        command += ["--config.file", str(path)]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**_clean_env(), **(env or {})},
+    )
+    exporter = ExporterProcess(process)
+    listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    exporter._reader = asyncio.create_task(_read_log(exporter, listening))
+    try:
+        address = await asyncio.wait_for(listening, START_TIMEOUT)
+    except BaseException:
+        await exporter.stop(signal.SIGKILL)
+        raise
+    exporter.url = f"http://{address}"
+    return exporter
+
+
+def _clean_env() -> dict[str, str]:
+    """The test process's environment without anything that configures the exporter."""
+    prefixes = ("ROCKETCHAT_", "LIVECHAT_EXPORTER_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def exporter_config(
+    fake: FakeRocketChat,
+    user_id: str | None = None,
+    token: str | None = None,
+    **sections: Mapping[str, Any],
+) -> dict[str, Any]:
+    user = next(iter(fake.users.values()))
+    config: dict[str, Any] = {
+        "rocketchat": {
+            "url": fake.url,
+            "user_id": user_id or user.user_id,
+            "auth_token": token or user.token,
+            "timeout": "2s",
+        },
+        "poll": {"interval": "1s", "max_staleness": "1m"},
+    }
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    return config
+
+
+@contextlib.asynccontextmanager
+async def exporter_running(
+    config: Mapping[str, Any] | None, tmp_path: Path, *args: str
+) -> AsyncIterator[ExporterProcess]:
+    exporter = await start_exporter(config, tmp_path, *args)
+    try:
+        yield exporter
+    finally:
+        await exporter.stop()
+
+
+# --- the truth, computed from the fake's world independently of its HTTP layer --------------
+
+
+def queue_truth(
+    world: World, include_offline: bool = True, keep_deleted_agents: bool = False
+) -> dict[Labels, float]:
+    """What rocketchat_livechat_queue_chats must show: open served rooms per agent and
+    department (rocketchat-api.md §1.3)."""
+    counts: Counter[Labels] = Counter()
+    for room in world.rooms.values():
+        if not room.open or room.agent_id is None:
+            continue
+        agent = world.agents.get(room.agent_id)
+        if agent is None and not keep_deleted_agents:
+            continue
+        if (
+            agent is not None
+            and not include_offline
+            and (agent.status == "offline" or agent.status_livechat != "available")
+        ):
+            continue
+        department = world.departments.get(room.department_id or "")
+        counts[
+            labels_of(
+                agent_id=agent.id if agent else "",
+                agent=agent.username if agent else "",
+                status=agent.status if agent else "",
+                department_id=room.department_id or "",
+                department=department.name if department else "",
+            )
+        ] += 1
+    return {labels: float(n) for labels, n in counts.items()}
+
+
+def inquiries_truth(world: World) -> tuple[dict[Labels, float], dict[Labels, float]]:
+    """(waiting, oldest) per department: every department the exporter can know of has a
+    waiting series, 0 included; the no-department queue always has one."""
+    waiting: Counter[str] = Counter({"": 0, **dict.fromkeys(world.departments, 0)})
+    oldest: dict[str, float] = {}
+    for inquiry in world.inquiries.values():
+        if inquiry.status != "queued":
+            continue
+        department = inquiry.department_id or ""
+        waiting[department] += 1
+        oldest[department] = min(oldest.get(department, inquiry.ts), inquiry.ts)
+
+    def labels(department: str) -> Labels:
+        known = world.departments.get(department)
+        return labels_of(department_id=department, department=known.name if known else "")
+
+    return (
+        {labels(d): float(n) for d, n in waiting.items()},
+        {labels(d): round(ts, 3) for d, ts in oldest.items()},
+    )
+
+
+def agents_truth(world: World) -> dict[Labels, float]:
+    return {
+        labels_of(
+            agent_id=a.id, agent=a.username, status=a.status, livechat_status=a.status_livechat
+        ): 1.0
+        for a in world.agents.values()
+    }
+
+
+def require_tool(name: str) -> str:
+    """The path of an outside tool; a missing one skips the test, unless REQUIRE_TOOLS=1
+    (CI) makes that a failure."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{name} is required (REQUIRE_TOOLS=1) but not installed")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+async def run_tool(*command: str, stdin: bytes = b"", within: float = 60.0) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(stdin), within)
+    return process.returncode or 0, output.decode(errors="replace")

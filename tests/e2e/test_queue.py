@@ -1,0 +1,147 @@
+"""The real exporter process against the fake Rocket.Chat: every queue series equals the
+fake's truth, whatever the server era, paging mode and changes between polls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.demo import FakeRocketChat
+from tests.e2e.harness import (
+    exporter_config,
+    exporter_running,
+    queue_truth,
+    require_tool,
+    run_tool,
+)
+
+QUEUE_CHATS = "rocketchat_livechat_queue_chats"
+ALLOWED = {"count", "offset", "sort", "agentId", "departmentId", "includeOfflineAgents"}
+
+
+@pytest.mark.parametrize("era", ["E1", "E2", "E5", "E6"])
+async def test_series_equal_the_truth_in_every_era(
+    fake: FakeRocketChat, tmp_path: Path, era: str
+) -> None:
+    fake.settings.era = era  # type: ignore[assignment]
+    async with exporter_running(exporter_config(fake), tmp_path) as exporter:
+        scrape = await exporter.wait_for_polls()
+        assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
+        assert scrape.value("rocketchat_livechat_up", collector="queue") == 1
+
+
+async def test_paging_when_the_server_refuses_count_zero(
+    fake: FakeRocketChat, tmp_path: Path
+) -> None:
+    from exporter.demo import make_world
+
+    fake.world = make_world(rows=730, departments=6, seed=3)
+    fake.settings.allow_infinite_count = False
+    async with exporter_running(exporter_config(fake), tmp_path) as exporter:
+        scrape = await exporter.wait_for_polls()
+        assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
+        first_poll = [r for r in fake.requests if r.endpoint == "livechat/queue"][:8]
+    # count=0 gives the default 50 rows, then pages of 100: 1 + ceil(680 / 100) = 8 requests.
+    assert [r.param("offset") for r in first_poll] == [
+        str(n) for n in (0, 50, 150, 250, 350, 450, 550, 650)
+    ]
+
+
+@pytest.mark.parametrize("skew", [-9, +9])
+async def test_a_total_that_disagrees_with_the_rows(
+    fake: FakeRocketChat, tmp_path: Path, skew: int
+) -> None:
+    from exporter.demo import make_world
+
+    fake.world = make_world(rows=260, departments=4, seed=4)
+    fake.settings.total_skew = skew
+    config = exporter_config(fake, poll={"page_size": 100})
+    async with exporter_running(config, tmp_path) as exporter:
+        scrape = await exporter.wait_for_polls()
+        truth = queue_truth(fake.world)
+        shown = scrape.family(QUEUE_CHATS)
+    if skew > 0:
+        assert shown == truth  # ends on the short page
+    else:
+        # A low total ends paging early (rocketchat-api.md §1.6): what is shown is right,
+        # and at most the rows past the total are missing until the next poll.
+        assert shown.items() <= truth.items()
+        assert len(shown) >= 260 + skew
+
+
+async def test_an_agent_that_leaves_disappears_from_metrics(
+    fake: FakeRocketChat, tmp_path: Path
+) -> None:
+    async with exporter_running(exporter_config(fake), tmp_path) as exporter:
+        await exporter.wait_for_polls()
+        dave = next(a for a in fake.world.agents.values() if a.username == "dave")
+        for room in [r for r in fake.world.rooms.values() if r.agent_id == dave.id]:
+            fake.world.close_room(room.id)
+        scrape = await exporter.next_fresh_poll()
+    assert 'agent="dave"' not in scrape.text
+    assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
+
+
+async def test_a_status_change_leaves_no_series_behind(
+    fake: FakeRocketChat, tmp_path: Path
+) -> None:
+    async with exporter_running(exporter_config(fake), tmp_path) as exporter:
+        await exporter.wait_for_polls()
+        alice = next(a for a in fake.world.agents.values() if a.username == "alice")
+        alice.status = "away"
+        scrape = await exporter.next_fresh_poll()
+    alice_series = [labels for labels in scrape.family(QUEUE_CHATS) if ("agent", "alice") in labels]
+    assert len(alice_series) == 3
+    assert all(("status", "away") in labels for labels in alice_series)
+    assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
+
+
+async def test_deleted_agents_and_departments_keep_honest_labels(
+    fake: FakeRocketChat, tmp_path: Path
+) -> None:
+    support = next(d for d in fake.world.departments.values() if d.name == "Support")
+    fake.world.remove_department(support.id)
+    async with exporter_running(exporter_config(fake), tmp_path) as exporter:
+        scrape = await exporter.wait_for_polls()
+    shown = scrape.family(QUEUE_CHATS)
+    assert shown == queue_truth(fake.world)
+    assert any(
+        ("department_id", support.id) in labels and ("department", "") in labels for labels in shown
+    )
+
+
+async def test_offline_agents_are_left_out_when_asked(fake: FakeRocketChat, tmp_path: Path) -> None:
+    config = exporter_config(fake, poll={"include_offline_agents": False})
+    async with exporter_running(config, tmp_path) as exporter:
+        scrape = await exporter.wait_for_polls()
+    assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world, include_offline=False)
+    assert 'agent="bob"' not in scrape.text
+
+
+async def test_only_the_parameters_the_server_accepts_are_sent(
+    fake: FakeRocketChat, tmp_path: Path
+) -> None:
+    config = exporter_config(
+        fake,
+        poll={"agent_id": "x", "department_id": "y"},
+        collectors={"queue": True, "inquiries": True, "agents": True},
+    )
+    async with exporter_running(config, tmp_path) as exporter:
+        for collector in ("queue", "inquiries", "agents"):
+            await exporter.wait_for_polls(collector)
+    queue_requests = [r for r in fake.requests if r.endpoint == "livechat/queue"]
+    assert queue_requests
+    assert all(r.param_names <= ALLOWED for r in queue_requests)
+    assert {r.status for r in fake.requests} == {200}
+
+
+async def test_the_text_exposition_passes_promtool(fake: FakeRocketChat, tmp_path: Path) -> None:
+    promtool = require_tool("promtool")
+    config = exporter_config(fake, collectors={"queue": True, "inquiries": True, "agents": True})
+    async with exporter_running(config, tmp_path) as exporter:
+        for collector in ("queue", "inquiries", "agents"):
+            await exporter.wait_for_polls(collector)
+        scrape = await exporter.scrape()
+    code, output = await run_tool(promtool, "check", "metrics", stdin=scrape.text.encode())
+    assert code == 0, output
