@@ -1,0 +1,805 @@
+"""--web.config.file: strict loading, TLS, basic auth, reload (exporter/webconfig.py)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import bcrypt
+import pytest
+import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from exporter import webconfig
+from exporter.webconfig import (
+    BasicAuthGuard,
+    WebConfigError,
+    WebConfigWatcher,
+    basic_auth_middleware,
+    build_ssl_context,
+    load_web_config,
+)
+
+# Cost 4, the cheapest bcrypt allows, keeps the suite fast.
+ALICE_PASSWORD = "alice-secret-pw"
+BOB_PASSWORD = "bob-secret-pw"
+ALICE_HASH = bcrypt.hashpw(ALICE_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+BOB_HASH = bcrypt.hashpw(BOB_PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+REALM_HEADER = 'Basic realm="rocketchat-livechat-exporter"'
+TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    """Replaces a file atomically, as config management and Kubernetes do (a new inode)."""
+    data = text.encode() if isinstance(text, str) else text
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_bytes(data)
+    os.replace(staging, path)
+    return path
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """The Authorization header a scraper sends."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def users_yaml(**users: str) -> str:
+    lines = "".join(f"  {name}: {hashed}\n" for name, hashed in users.items())
+    return f"basic_auth_users:\n{lines}"
+
+
+def write_pair(folder: Path, cert: trustme.LeafCert, stem: str = "server") -> None:
+    write(folder / f"{stem}.crt", b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    write(folder / f"{stem}.key", cert.private_key_pem.bytes())
+
+
+def tls_yaml(extra: str = "") -> str:
+    return f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{extra}"
+
+
+def error_of(path: Path) -> WebConfigError:
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(str(path))
+    assert "\n" not in str(caught.value)
+    return caught.value
+
+
+def client_context(ca: trustme.CA, cert: trustme.LeafCert | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    if cert is not None:
+        cert.configure_cert(context)
+    return context
+
+
+async def ok(_: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def make_app(watcher: WebConfigWatcher) -> web.Application:
+    app = web.Application(middlewares=[basic_auth_middleware(watcher)])
+    for path in ("/", "/metrics", "/-/healthy", "/-/ready"):
+        app.router.add_get(path, ok)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve_tls(app: web.Application, context: ssl.SSLContext) -> AsyncIterator[str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    site = web.SockSite(runner, sock, ssl_context=context)
+    await site.start()
+    try:
+        yield f"https://127.0.0.1:{port}/metrics"
+    finally:
+        await runner.cleanup()
+        sock.close()
+
+
+async def fetch_status(url: str, context: ssl.SSLContext) -> int:
+    """A fresh connection each time, so every call is a new TLS handshake."""
+    connector = aiohttp.TCPConnector(ssl=context, force_close=True)
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as session,
+        session.get(url) as response,
+    ):
+        return response.status
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_folder(tmp_path: Path, ca: trustme.CA) -> Path:
+    write_pair(tmp_path, ca.issue_cert("127.0.0.1", "localhost"))
+    write(tmp_path / "ca.crt", ca.cert_pem.bytes())
+    return tmp_path
+
+
+@pytest.fixture
+def make_watcher() -> Iterator[Callable[[Path], WebConfigWatcher]]:
+    watchers: list[WebConfigWatcher] = []
+
+    def make(path: Path) -> WebConfigWatcher:
+        watchers.append(WebConfigWatcher(str(path), min_interval=0))
+        return watchers[-1]
+
+    yield make
+    for watcher in watchers:
+        watcher.close()
+
+
+@contextlib.asynccontextmanager
+async def http_client(
+    watcher: WebConfigWatcher,
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    async with TestClient(TestServer(make_app(watcher))) as client:
+        yield client
+
+
+@pytest.fixture
+def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Records the hash of every bcrypt check from now on (hashes checked while loading too)."""
+    calls: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        calls.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    return calls
+
+
+# --- loading: errors ---------------------------------------------------------------------
+
+BAD_FILES = {
+    "yaml_syntax": ("basic_auth_users: [\n", "", "invalid YAML at line 2"),
+    "mapping_as_key": ("? [a]\n: b\n", "", "found an unhashable key"),
+    "top_level_not_a_mapping": ("- a\n", "", "want a mapping, got a list"),
+    "unknown_top_level_key": ("basic_auth_user: {}\n", "basic_auth_user", "unknown key"),
+    "unknown_tls_key": (
+        "tls_server_config:\n  certfile: x\n",
+        "tls_server_config.certfile",
+        "unknown key",
+    ),
+    "unknown_header": (
+        "http_server_config:\n  headers:\n    X-Powered-By: me\n",
+        "http_server_config.headers.X-Powered-By",
+        "unknown key",
+    ),
+    "rate_limit_unsupported": (
+        "rate_limit:\n  interval: 1s\n  burst: 5\n",
+        "rate_limit",
+        "not supported",
+    ),
+    "client_allowed_sans_unsupported": (
+        tls_yaml("  client_allowed_sans: [a]\n"),
+        "tls_server_config.client_allowed_sans",
+        "not supported",
+    ),
+    "duplicate_user": (
+        f"basic_auth_users:\n  alice: {ALICE_HASH}\n  alice: {BOB_HASH}\n",
+        "",
+        "duplicate key 'alice'",
+    ),
+    "http2_not_boolean": (
+        "http_server_config:\n  http2: maybe\n",
+        "http_server_config.http2",
+        "want true or false, got a string",
+    ),
+    "cert_file_not_string": (
+        "tls_server_config:\n  cert_file: 42\n",
+        "tls_server_config.cert_file",
+        "want a string, got a number",
+    ),
+    "cipher_suites_not_list": (
+        tls_yaml("  cipher_suites: TLS_AES_128_GCM_SHA256\n"),
+        "tls_server_config.cipher_suites",
+        "want a list of strings",
+    ),
+    "unknown_tls_version": (
+        tls_yaml("  min_version: TLS14\n"),
+        "tls_server_config.min_version",
+        'unknown TLS version "TLS14" (want TLS10, TLS11, TLS12, TLS13)',
+    ),
+    "min_version_above_max": (
+        tls_yaml("  min_version: TLS13\n  max_version: TLS12\n"),
+        "tls_server_config.min_version",
+        "is above max_version",
+    ),
+    "unknown_client_auth_type": (
+        tls_yaml("  client_auth_type: Sometimes\n"),
+        "tls_server_config.client_auth_type",
+        'unknown client auth type "Sometimes"',
+    ),
+    "require_any_client_cert_unsupported": (
+        tls_yaml("  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.crt\n"),
+        "tls_server_config.client_auth_type",
+        "use RequireAndVerifyClientCert",
+    ),
+    "verified_client_auth_without_ca": (
+        tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n"),
+        "tls_server_config.client_ca_file",
+        "required when client_auth_type is RequireAndVerifyClientCert",
+    ),
+    "client_ca_without_client_auth": (
+        tls_yaml("  client_ca_file: ca.crt\n"),
+        "tls_server_config.client_auth_type",
+        "client certificates would not be checked",
+    ),
+    "missing_cert_file": (
+        "tls_server_config:\n  cert_file: nope.crt\n  key_file: server.key\n",
+        "tls_server_config.cert_file",
+        "cannot read",
+    ),
+    "cert_and_cert_file": (
+        tls_yaml("  cert: inline\n"),
+        "tls_server_config.cert",
+        "set either cert or cert_file, not both",
+    ),
+    "missing_key": (
+        "tls_server_config:\n  cert_file: server.crt\n",
+        "tls_server_config",
+        "missing one of key or key_file",
+    ),
+    "cert_not_pem": (
+        "tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n",
+        "tls_server_config.cert_file",
+        "no PEM certificate found",
+    ),
+    "key_of_another_certificate": (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n",
+        "tls_server_config.key_file",
+        "the key does not match the certificate",
+    ),
+    "encrypted_key": (
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: encrypted.key\n",
+        "tls_server_config.key_file",
+        "encrypted private keys are not supported",
+    ),
+    "client_ca_file_without_certificates": (
+        tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: server.key\n"),
+        "tls_server_config.client_ca_file",
+        "no usable PEM certificate",
+    ),
+    "unknown_cipher_suite": (
+        tls_yaml("  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n"),
+        "tls_server_config.cipher_suites[0]",
+        'unknown cipher suite "TLS_RSA_WITH_RC4_128_SHA"',
+    ),
+    "tls13_suites_only_below_tls13": (
+        tls_yaml("  cipher_suites: [TLS_AES_128_GCM_SHA256]\n"),
+        "tls_server_config.cipher_suites",
+        "set min_version: TLS13",
+    ),
+    "unknown_curve": (
+        tls_yaml("  curve_preferences: [CurveP999]\n"),
+        "tls_server_config.curve_preferences[0]",
+        'unknown curve "CurveP999"',
+    ),
+    "several_curves": (
+        tls_yaml("  curve_preferences: [X25519, CurveP256]\n"),
+        "tls_server_config.curve_preferences",
+        "one curve only",
+    ),
+    "header_value_not_allowed": (
+        "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+        "http_server_config.headers.X-Frame-Options",
+        'unknown value "allow" (want deny, sameorigin)',
+    ),
+    "users_not_a_mapping": (
+        "basic_auth_users: [alice]\n",
+        "basic_auth_users",
+        "want a mapping of user name to bcrypt hash",
+    ),
+    "user_name_not_a_string": (
+        f"basic_auth_users:\n  1234: {ALICE_HASH}\n",
+        "basic_auth_users",
+        "must be a string",
+    ),
+    "user_name_with_colon": (
+        f"basic_auth_users:\n  'a:b': {ALICE_HASH}\n",
+        "basic_auth_users.a:b",
+        "cannot contain ':'",
+    ),
+    "plaintext_password_instead_of_hash": (
+        "basic_auth_users:\n  alice: hunter2\n",
+        "basic_auth_users.alice",
+        "not a bcrypt hash",
+    ),
+    "hash_with_noncanonical_salt": (
+        f"basic_auth_users:\n  alice: $2b$04${'A' * 53}\n",
+        "basic_auth_users.alice",
+        "not a bcrypt hash",
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), BAD_FILES.values(), ids=BAD_FILES.keys())
+def test_bad_file_is_refused_with_one_line_naming_the_key(
+    tls_folder: Path, ca: trustme.CA, text: str, key: str, problem: str
+) -> None:
+    write(tls_folder / "other.key", ca.issue_cert("other").private_key_pem.bytes())
+    write(tls_folder / "encrypted.key", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA\n")
+    path = write(tls_folder / "web.yml", text)
+
+    error = error_of(path)
+
+    assert str(error).startswith(f"web config {path}: {key}: " if key else f"web config {path}: ")
+    assert error.key == key
+    assert problem in str(error)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    error = error_of(tmp_path / "absent.yml")
+    assert "cannot read: No such file or directory" in str(error)
+
+
+def test_bad_hash_is_not_echoed(tmp_path: Path) -> None:
+    path = write(tmp_path / "web.yml", "basic_auth_users:\n  alice: hunter2-not-a-hash\n")
+    assert "hunter2" not in str(error_of(path))
+
+
+def test_yaml_error_does_not_echo_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "web.yml", f"basic_auth_users:\n  alice: {ALICE_HASH}\n  : : :\n")
+    assert ALICE_HASH not in str(error_of(path))
+
+
+# --- loading: what a good file gives -----------------------------------------------------
+
+
+def test_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
+    config = load_web_config(str(write(tmp_path / "web.yml", "")))
+    assert config.tls is None
+    assert not config.basic_auth_users
+    assert config.http.http2 is True
+    assert build_ssl_context(config) is None
+
+
+def test_tls_section_without_certificate_keys_leaves_tls_off(tmp_path: Path) -> None:
+    path = write(tmp_path / "web.yml", "tls_server_config:\n  min_version: TLS13\n")
+    assert load_web_config(str(path)).tls is None
+
+
+def test_relative_paths_resolve_against_the_config_folder(
+    tls_folder: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tls_folder / "web.yml", tls_yaml())
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+
+    tls = load_web_config(str(path)).tls
+
+    assert tls is not None
+    assert tls.cert_file == str(tls_folder / "server.crt")
+    assert tls.key_file == str(tls_folder / "server.key")
+
+
+def test_inline_cert_and_key_are_accepted(tmp_path: Path, ca: trustme.CA) -> None:
+    cert = ca.issue_cert("127.0.0.1")
+    indent = "\n    ".join
+    text = (
+        "tls_server_config:\n"
+        f"  cert: |\n    {indent(cert.cert_chain_pems[0].bytes().decode().splitlines())}\n"
+        f"  key: |\n    {indent(cert.private_key_pem.bytes().decode().splitlines())}\n"
+    )
+    config = load_web_config(str(write(tmp_path / "web.yml", text)))
+    assert isinstance(build_ssl_context(config), ssl.SSLContext)
+
+
+def test_ssl_context_defaults_to_tls12_up_to_tls13_without_client_certs(tls_folder: Path) -> None:
+    context = build_ssl_context(load_web_config(str(write(tls_folder / "web.yml", tls_yaml()))))
+    assert context is not None
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert context.maximum_version == ssl.TLSVersion.TLSv1_3
+    assert context.verify_mode == ssl.CERT_NONE
+    assert context.options & ssl.OP_CIPHER_SERVER_PREFERENCE
+
+
+@pytest.mark.parametrize(
+    ("client_auth_type", "verify_mode"),
+    [
+        ("NoClientCert", ssl.CERT_NONE),
+        ("RequestClientCert", ssl.CERT_NONE),
+        ("VerifyClientCertIfGiven", ssl.CERT_OPTIONAL),
+        ("RequireAndVerifyClientCert", ssl.CERT_REQUIRED),
+    ],
+)
+def test_client_auth_types_map_to_verify_modes(
+    tls_folder: Path, client_auth_type: str, verify_mode: ssl.VerifyMode
+) -> None:
+    ca_line = "" if client_auth_type == "NoClientCert" else "  client_ca_file: ca.crt\n"
+    text = tls_yaml(f"  client_auth_type: {client_auth_type}\n{ca_line}")
+    context = build_ssl_context(load_web_config(str(write(tls_folder / "web.yml", text))))
+    assert context is not None
+    assert context.verify_mode == verify_mode
+
+
+def test_cipher_suites_restrict_tls12_by_go_names(tls_folder: Path) -> None:
+    text = tls_yaml(
+        "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256]\n"
+    )
+    context = build_ssl_context(load_web_config(str(write(tls_folder / "web.yml", text))))
+    assert context is not None
+    tls12 = {c["name"] for c in context.get_ciphers() if c["protocol"] != "TLSv1.3"}
+    assert tls12 == {"ECDHE-RSA-AES256-GCM-SHA384"}
+
+
+def test_tls13_suites_only_are_accepted_with_min_version_tls13(tls_folder: Path) -> None:
+    text = tls_yaml("  min_version: TLS13\n  cipher_suites: [TLS_AES_256_GCM_SHA384]\n")
+    assert load_web_config(str(write(tls_folder / "web.yml", text))).tls is not None
+
+
+def test_secrets_stay_out_of_repr(tls_folder: Path) -> None:
+    path = write(tls_folder / "web.yml", tls_yaml() + users_yaml(alice=ALICE_HASH))
+    shown = repr(load_web_config(str(path)))
+    assert ALICE_HASH not in shown
+    assert "PRIVATE KEY" not in shown
+
+
+# --- TLS handshakes ----------------------------------------------------------------------
+
+
+async def test_tls_server_is_verified_by_a_client_trusting_the_ca(
+    tls_folder: Path, ca: trustme.CA, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    watcher = make_watcher(write(tls_folder / "web.yml", tls_yaml()))
+    assert watcher.ssl_context is not None
+    async with serve_tls(make_app(watcher), watcher.ssl_context) as url:
+        assert await fetch_status(url, client_context(ca)) == 200
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await fetch_status(url, client_context(trustme.CA()))
+
+
+async def test_required_client_cert_rejects_a_client_without_one(
+    tls_folder: Path, ca: trustme.CA, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    text = tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n")
+    watcher = make_watcher(write(tls_folder / "web.yml", text))
+    assert watcher.ssl_context is not None
+    async with serve_tls(make_app(watcher), watcher.ssl_context) as url:
+        with pytest.raises(aiohttp.ClientError):
+            await fetch_status(url, client_context(ca))
+        assert await fetch_status(url, client_context(ca, ca.issue_cert("scraper"))) == 200
+
+
+async def test_new_certificate_is_served_after_the_files_change(
+    tls_folder: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    watcher = make_watcher(write(tls_folder / "web.yml", tls_yaml()))
+    assert watcher.ssl_context is not None
+    new_ca = trustme.CA()
+    async with serve_tls(make_app(watcher), watcher.ssl_context) as url:
+        write_pair(tls_folder, new_ca.issue_cert("127.0.0.1"))
+        assert watcher.maybe_reload()
+        assert await fetch_status(url, client_context(new_ca)) == 200
+
+
+async def test_client_ca_added_to_the_file_is_trusted_without_restart(
+    tls_folder: Path, ca: trustme.CA, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    text = tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n")
+    watcher = make_watcher(write(tls_folder / "web.yml", text))
+    assert watcher.ssl_context is not None
+    second_ca = trustme.CA()
+    async with serve_tls(make_app(watcher), watcher.ssl_context) as url:
+        write(tls_folder / "ca.crt", ca.cert_pem.bytes() + second_ca.cert_pem.bytes())
+        assert watcher.maybe_reload()
+        scraper = second_ca.issue_cert("scraper")
+        assert await fetch_status(url, client_context(ca, scraper)) == 200
+
+
+def test_client_ca_removed_from_the_file_warns_that_a_restart_is_needed(
+    tls_folder: Path,
+    ca: trustme.CA,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n")
+    watcher = make_watcher(write(tls_folder / "web.yml", text))
+    write(tls_folder / "ca.crt", trustme.CA().cert_pem.bytes())
+    assert watcher.maybe_reload()
+    assert "removed from the file stay trusted until a restart" in caplog.text
+
+
+# --- basic auth --------------------------------------------------------------------------
+
+
+async def test_request_without_credentials_gets_401_with_the_realm(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    async with http_client(watcher) as client:
+        response = await client.get("/metrics")
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"] == REALM_HEADER
+
+
+async def test_right_credentials_get_200(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    async with http_client(watcher) as client:
+        assert (await client.get("/metrics", headers=basic("alice", ALICE_PASSWORD))).status == 200
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [("alice", "wrong"), ("mallory", ALICE_PASSWORD), ("bob", BOB_PASSWORD)],
+    ids=["wrong_password", "unknown_user", "user_of_another_file"],
+)
+async def test_wrong_credentials_get_401(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher], user: str, password: str
+) -> None:
+    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    async with http_client(watcher) as client:
+        response = await client.get("/metrics", headers=basic(user, password))
+        assert response.status == 401
+        assert password not in await response.text()
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer abc", "Basic !!!not-base64", "Basic " + "YWxpY2U=", "Basic"]
+)
+async def test_malformed_authorization_header_gets_401(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher], header: str
+) -> None:
+    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    async with http_client(watcher) as client:
+        assert (await client.get("/metrics", headers={"Authorization": header})).status == 401
+
+
+async def test_every_path_but_the_probes_needs_credentials(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    async with http_client(watcher) as client:
+        statuses = {path: (await client.get(path)).status for path in ("/", "/metrics")}
+        probes = {path: (await client.get(path)).status for path in ("/-/healthy", "/-/ready")}
+    assert statuses == {"/": 401, "/metrics": 401}
+    assert probes == {"/-/healthy": 200, "/-/ready": 200}
+
+
+async def test_without_users_every_path_is_open(
+    tls_folder: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    watcher = make_watcher(write(tls_folder / "web.yml", "http_server_config:\n  http2: false\n"))
+    async with http_client(watcher) as client:
+        assert (await client.get("/metrics")).status == 200
+
+
+async def test_configured_headers_are_set_on_every_answer(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    text = "http_server_config:\n  headers:\n    X-Frame-Options: deny\n" + users_yaml(
+        alice=ALICE_HASH
+    )
+    watcher = make_watcher(write(tmp_path / "web.yml", text))
+    async with http_client(watcher) as client:
+        denied = await client.get("/metrics")
+        probe = await client.get("/-/healthy")
+    assert denied.headers["X-Frame-Options"] == "deny"
+    assert probe.headers["X-Frame-Options"] == "deny"
+
+
+async def test_verified_credentials_are_cached_so_bcrypt_runs_once(
+    checkpw_calls: list[bytes],
+) -> None:
+    guard = BasicAuthGuard({"alice": ALICE_HASH})
+    try:
+        assert await guard.verify("alice", ALICE_PASSWORD.encode())
+        assert await guard.verify("alice", ALICE_PASSWORD.encode())
+    finally:
+        guard.close()
+    assert checkpw_calls == [ALICE_HASH.encode()]
+
+
+async def test_failures_are_not_cached(checkpw_calls: list[bytes]) -> None:
+    guard = BasicAuthGuard({"alice": ALICE_HASH})
+    try:
+        assert not await guard.verify("alice", b"wrong")
+        assert not await guard.verify("alice", b"wrong")
+    finally:
+        guard.close()
+    assert len(checkpw_calls) == 2
+
+
+async def test_unknown_user_pays_a_bcrypt_round_at_the_configured_cost(
+    checkpw_calls: list[bytes],
+) -> None:
+    costly = "$2b$07$" + ALICE_HASH[7:]
+    guard = BasicAuthGuard({"alice": ALICE_HASH, "bob": costly})
+    try:
+        assert not await guard.verify("mallory", b"whatever")
+    finally:
+        guard.close()
+    assert len(checkpw_calls) == 1
+    assert checkpw_calls[0].startswith(b"$2b$07$")
+
+
+async def test_cache_is_bounded(checkpw_calls: list[bytes]) -> None:
+    guard = BasicAuthGuard({"alice": ALICE_HASH, "bob": BOB_HASH}, cache_size=1)
+    try:
+        for user, password in [("alice", ALICE_PASSWORD), ("bob", BOB_PASSWORD)] * 2:
+            assert await guard.verify(user, password.encode())
+    finally:
+        guard.close()
+    assert len(checkpw_calls) == 4
+
+
+async def test_password_beyond_72_bytes_is_truncated_like_go_and_htpasswd() -> None:
+    long_password = b"p" * 72
+    guard = BasicAuthGuard({"alice": bcrypt.hashpw(long_password, bcrypt.gensalt(4)).decode()})
+    try:
+        assert await guard.verify("alice", long_password + b"-ignored-by-bcrypt")
+    finally:
+        guard.close()
+
+
+async def test_passwords_never_reach_the_logs(
+    tmp_path: Path,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    async with http_client(watcher) as client:
+        await client.get("/metrics", headers=basic("alice", ALICE_PASSWORD))
+        await client.get("/metrics", headers=basic("alice", "typo-" + ALICE_PASSWORD))
+    assert ALICE_PASSWORD not in caplog.text
+
+
+# --- reload ------------------------------------------------------------------------------
+
+
+async def test_added_user_is_accepted_after_reload(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+    async with http_client(watcher) as client:
+        bob = basic("bob", BOB_PASSWORD)
+        assert (await client.get("/metrics", headers=bob)).status == 401
+        write(path, users_yaml(alice=ALICE_HASH, bob=BOB_HASH))
+        assert (await client.get("/metrics", headers=bob)).status == 200
+
+
+async def test_removed_user_is_refused_after_reload_despite_the_cache(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH, bob=BOB_HASH))
+    watcher = make_watcher(path)
+    async with http_client(watcher) as client:
+        bob = basic("bob", BOB_PASSWORD)
+        assert (await client.get("/metrics", headers=bob)).status == 200
+        write(path, users_yaml(alice=ALICE_HASH))
+        assert (await client.get("/metrics", headers=bob)).status == 401
+
+
+async def test_rotated_password_is_refused_despite_the_cache(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+    async with http_client(watcher) as client:
+        old = basic("alice", ALICE_PASSWORD)
+        assert (await client.get("/metrics", headers=old)).status == 200
+        write(path, users_yaml(alice=BOB_HASH))
+        assert (await client.get("/metrics", headers=old)).status == 401
+        assert (await client.get("/metrics", headers=basic("alice", BOB_PASSWORD))).status == 200
+
+
+async def test_broken_file_keeps_the_old_users_and_logs_one_error(
+    tmp_path: Path,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+    async with http_client(watcher) as client:
+        write(path, "basic_auth_users:\n  alice: not-a-hash\n")
+        alice = basic("alice", ALICE_PASSWORD)
+        statuses = [(await client.get("/metrics", headers=alice)).status for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "keeping the previous web config" in errors[0].getMessage()
+    assert "basic_auth_users.alice: not a bcrypt hash" in errors[0].getMessage()
+
+
+def test_fixed_file_is_loaded_after_a_broken_one(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+    write(path, "basic_auth_users: [\n")
+    assert not watcher.maybe_reload()
+    write(path, users_yaml(bob=BOB_HASH))
+    assert watcher.maybe_reload()
+    assert set(watcher.guard.users) == {"bob"}
+
+
+def test_files_are_checked_at_most_once_per_interval(tmp_path: Path) -> None:
+    now = [100.0]
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = WebConfigWatcher(str(path), clock=lambda: now[0])
+    try:
+        write(path, users_yaml(bob=BOB_HASH))
+        now[0] += 0.5
+        assert not watcher.maybe_reload()
+        now[0] += 0.6
+        assert watcher.maybe_reload()
+        assert set(watcher.guard.users) == {"bob"}
+    finally:
+        watcher.close()
+
+
+def test_unchanged_files_are_not_reloaded(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    assert not watcher.maybe_reload()
+    assert watcher.maybe_reload(force=True)
+
+
+def test_turning_tls_on_needs_a_restart_and_warns(
+    tls_folder: Path,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write(tls_folder / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+    write(path, tls_yaml() + users_yaml(alice=ALICE_HASH))
+    assert watcher.maybe_reload()
+    assert watcher.ssl_context is None
+    assert "turning TLS on or off needs a restart; TLS stays off" in caplog.text
+
+
+def test_changed_tls_setting_needs_a_restart_and_warns(
+    tls_folder: Path,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write(tls_folder / "web.yml", tls_yaml())
+    watcher = make_watcher(path)
+    write(path, tls_yaml("  min_version: TLS13\n"))
+    assert watcher.maybe_reload()
+    assert watcher.ssl_context is not None
+    assert watcher.ssl_context.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert "tls_server_config.min_version changed; restart to apply" in caplog.text
+
+
+def test_reload_never_raises(
+    tmp_path: Path,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+
+    def explode(_: str) -> webconfig.WebConfig:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(webconfig, "load_web_config", explode)
+    write(path, users_yaml(bob=BOB_HASH))
+    assert not watcher.maybe_reload()
+    assert "reload failed: RuntimeError: disk on fire" in caplog.text
+    assert set(watcher.guard.users) == {"alice"}
