@@ -41,7 +41,8 @@ from exporter.poller import Poller, Schedule, rate_limit_warnings
 from exporter.rocketchat.auth import Authenticator, PasswordAuth, TokenAuth
 from exporter.rocketchat.client import RocketChatClient, tls_context
 from exporter.selfmetrics import SelfMetrics
-from exporter.web import WebOptions, create_app
+from exporter.web import ConnectionLimits, GuardedAppRunner, WebOptions, create_app
+from exporter.webconfig import WebConfigError, WebConfigWatcher, basic_auth_middleware
 
 log = logging.getLogger("exporter")
 
@@ -147,19 +148,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = parse_options(argv)
         config = load_config(options.config_file, demo=options.demo)
-        if options.web_config_file:
-            raise ConfigError("--web.config.file", "not supported yet by this build")
-    except ConfigError as error:
+        web_config = WebConfigWatcher(options.web_config_file) if options.web_config_file else None
+    except (ConfigError, WebConfigError) as error:
         print(f"rocketchat-livechat-exporter: config error: {error}", file=sys.stderr)
         return 2
     if options.check_config:
-        print(f"config OK: {describe(config)}")
+        web = f"; web config {options.web_config_file}" if web_config else ""
+        print(f"config OK: {describe(config)}{web}")
         return 0
     redactor = setup_logging(options.log_level, options.log_format, config.secrets())
     try:
-        return asyncio.run(serve(config, options, redactor))
+        return asyncio.run(serve(config, options, redactor, web_config))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
+    finally:
+        if web_config is not None:
+            web_config.close()
 
 
 # --- wiring ------------------------------------------------------------------------------
@@ -222,11 +226,18 @@ def demo_config(config: Config, url: str, user_id: str, token: str) -> Config:
     )
 
 
-async def serve(config: Config, options: Options, redactor: RedactingFilter) -> int:
+async def serve(
+    config: Config,
+    options: Options,
+    redactor: RedactingFilter,
+    web_config: WebConfigWatcher | None = None,
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if web_config is not None:  # SIGHUP re-reads the web config now, as the toolkit does
+        loop.add_signal_handler(signal.SIGHUP, lambda: web_config.maybe_reload(force=True))
     async with contextlib.AsyncExitStack() as stack:
         if options.demo:
             from exporter.demo import start_demo_server
@@ -236,7 +247,7 @@ async def serve(config: Config, options: Options, redactor: RedactingFilter) -> 
             config = demo_config(config, demo.url, demo.user_id, demo.token)
             redactor.add([demo.token])
             log.info("demo: simulated Rocket.Chat started", extra={"kv": {"url": demo.url}})
-        return await _run(config, options, redactor, stop, stack)
+        return await _run(config, options, redactor, stop, stack, web_config)
     return 0
 
 
@@ -246,6 +257,7 @@ async def _run(
     redactor: RedactingFilter,
     stop: asyncio.Event,
     stack: contextlib.AsyncExitStack,
+    web_config: WebConfigWatcher | None = None,
 ) -> int:
     log.info("starting", extra={"kv": {"version": __version__, "config": describe(config)}})
     client = await stack.enter_async_context(make_client(config, redactor))
@@ -255,21 +267,26 @@ async def _run(
     metrics = SelfMetrics(config.collectors.enabled_names())
     exposition = Exposition(metrics.registry)
     poller = Poller(schedules, client.ready_at, exposition, metrics, config.poll.max_staleness)
-    options_web = WebOptions(options.telemetry_path, config.rocketchat.url)
-    app = create_app(exposition, options_web, lambda: poller.status.values())
-    runner = web.AppRunner(
-        app, shutdown_timeout=SHUTDOWN_GRACE, keepalive_timeout=75, access_log=None
-    )
+    limits = ConnectionLimits()
+    web_options = WebOptions(options.telemetry_path, config.rocketchat.url, limits)
+    middlewares = [basic_auth_middleware(web_config)] if web_config is not None else []
+    app = create_app(exposition, web_options, lambda: poller.status.values(), middlewares)
+    runner = GuardedAppRunner(app, limits, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
+    tls = web_config.ssl_context if web_config is not None else None
     try:
-        await web.TCPSite(runner, options.listen_host, options.listen_port).start()
+        await web.TCPSite(runner, options.listen_host, options.listen_port, ssl_context=tls).start()
     except OSError as error:
         where = f"{options.listen_host or ''}:{options.listen_port}"
         log.error("cannot listen", extra={"kv": {"address": where, "error": error.strerror}})
         return 1
     addresses = ", ".join(_address(a) for a in runner.addresses)
-    log.info("listening", extra={"kv": {"address": addresses, "path": options.telemetry_path}})
+    scheme = "https" if tls is not None else "http"
+    log.info(
+        "listening",
+        extra={"kv": {"address": addresses, "path": options.telemetry_path, "scheme": scheme}},
+    )
     polling = asyncio.create_task(poller.run(), name="poller")
     stopping = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)

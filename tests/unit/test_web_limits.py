@@ -1,0 +1,139 @@
+"""What one client can cost the exporter's HTTP server: bounded, whatever it sends."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter.exposition import Exposition
+from exporter.web import ConnectionLimits, GuardedAppRunner, WebOptions, create_app
+
+LIMITS = ConnectionLimits(header_timeout=0.3, max_connections=4, write_timeout=0.5)
+
+
+BIG = 64 * 1024 * 1024  # far more than loopback's socket buffers hold
+
+
+async def big_answer(_: web.Request) -> web.Response:
+    return web.Response(body=b"x" * BIG)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    exposition = Exposition(CollectorRegistry())
+    app = create_app(exposition, WebOptions(limits=LIMITS))
+    app.router.add_get("/big", big_answer)
+    runner = GuardedAppRunner(app, LIMITS, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def status_of(url: str, **headers: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as answer:
+        await answer.read()
+        return answer.status
+
+
+async def raw_connection(base: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    port = int(base.rsplit(":", 1)[1])
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return True
+
+
+async def test_unknown_paths_are_404(server: str) -> None:
+    assert await status_of(server + "/no/such/path") == 404
+    assert await status_of(server + "/-/healthy") == 200
+
+
+async def test_a_very_long_url_is_refused(server: str) -> None:
+    assert await status_of(server + "/metrics?" + "a" * 100_000) in (400, 414)
+    assert await status_of(server + "/-/healthy") == 200
+
+
+async def test_too_many_headers_are_refused(server: str) -> None:
+    headers = {f"X-Header-{i}": "v" for i in range(300)}
+    assert await status_of(server + "/-/healthy", **headers) in (400, 431)
+    assert await status_of(server + "/-/healthy") == 200
+
+
+async def test_a_client_that_trickles_its_headers_is_cut(server: str) -> None:
+    reader, writer = await raw_connection(server)
+    started = time.monotonic()
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+    for _ in range(20):  # one header byte every 0.1 s: never finishes
+        if writer.is_closing() or reader.at_eof():
+            break
+        writer.write(b"X")
+        await asyncio.sleep(0.1)
+    assert await closed_within(reader, 2.0)
+    assert time.monotonic() - started < 1.5
+    writer.close()
+
+
+async def test_a_client_that_says_nothing_is_cut(server: str) -> None:
+    reader, writer = await raw_connection(server)
+    assert await closed_within(reader, 2.0)
+    writer.close()
+
+
+async def test_a_kept_alive_connection_serves_several_requests(server: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(server + "/-/healthy") as answer:
+                assert answer.status == 200
+            await asyncio.sleep(0.4)  # longer than the header timeout, between requests
+
+
+async def test_connections_over_the_limit_are_closed_at_once(server: str) -> None:
+    idle = [await raw_connection(server) for _ in range(LIMITS.max_connections)]
+    reader, writer = await raw_connection(server)
+    assert await closed_within(reader, 0.25)  # refused long before the header timeout
+    writer.close()
+    for _, idle_writer in idle:
+        idle_writer.close()
+    await asyncio.sleep(0.05)
+    assert await status_of(server + "/-/healthy") == 200
+
+
+async def test_a_client_that_stops_reading_is_cut(server: str) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, set early
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(LIMITS.write_timeout + 0.5)  # never reads
+    assert await status_of(server + "/-/healthy") == 200
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    received = 0
+    async with asyncio.timeout(10):
+        try:
+            while chunk := await loop.sock_recv(sock, 1 << 20):
+                received += len(chunk)
+        except ConnectionError:
+            pass
+    sock.close()
+    assert received < BIG  # the server gave up and closed: the answer was cut
