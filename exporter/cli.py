@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -287,6 +288,11 @@ async def _run(
         "listening",
         extra={"kv": {"address": addresses, "path": options.telemetry_path, "scheme": scheme}},
     )
+    if options.demo:
+        log.info(
+            "demo running: open this in a browser",
+            extra={"kv": {"url": _browser_url(options, scheme, runner.addresses)}},
+        )
     polling = asyncio.create_task(poller.run(), name="poller")
     stopping = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -306,3 +312,12 @@ def _address(address: object) -> str:
         host = str(address[0])
         return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
     return str(address)
+
+
+def _browser_url(options: Options, scheme: str, addresses: list[Any]) -> str:
+    host = options.listen_host or "localhost"
+    if host in ("0.0.0.0", "::"):
+        host = "localhost"
+    port = addresses[0][1] if addresses else options.listen_port
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port}/"
