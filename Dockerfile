@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# rocketchat-livechat-exporter: Prometheus exporter for Rocket.Chat Omnichannel (livechat).
+#
+#   docker build -t rocketchat-livechat-exporter:0.1.0 --build-arg VERSION=0.1.0 .
+#   docker run --rm -p 9776:9776 rocketchat-livechat-exporter:0.1.0 --demo
+#
+# Two stages: the build stage installs the package and its dependencies (all published as
+# wheels) into a virtualenv; the final stage is the same slim Python image plus that virtualenv,
+# with no compiler, no pip cache and no source tree, running as an unprivileged numeric user.
+
+ARG PYTHON_IMAGE=python:3.12.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/exporter
+WORKDIR /src
+# Dependency pins first, so that a code change does not invalidate this layer's inputs.
+COPY pyproject.toml README.md constraints.txt ./
+COPY exporter ./exporter
+# constraints.txt pins the versions the test suite ran with.
+RUN /opt/exporter/bin/pip install --no-cache-dir --constraint constraints.txt . \
+    && /opt/exporter/bin/rocketchat-livechat-exporter --version
+
+FROM ${PYTHON_IMAGE}
+ARG PYTHON_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="rocketchat-livechat-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for Rocket.Chat Omnichannel (livechat): load per agent and department, waiting visitors, agent availability" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
+# Bytecode was compiled at install time; nothing is written at run time, so the root
+# filesystem can be mounted read-only.
+ENV PATH=/opt/exporter/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+COPY --from=build /opt/exporter /opt/exporter
+# 65532: the conventional "nonroot" id; numeric so that Kubernetes' runAsNonRoot can verify it.
+USER 65532:65532
+EXPOSE 9776
+ENTRYPOINT ["rocketchat-livechat-exporter"]
