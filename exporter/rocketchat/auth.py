@@ -6,7 +6,10 @@ Two ways in:
   re-read when it changes, so a rotated Secret is picked up without a restart.
 - `PasswordAuth`: POST /api/v1/login with a username and password. After a 401 on a data
   request it logs in again once and retries; a refused login is not repeated for a while,
-  because Rocket.Chat can block an IP after repeated failed logins.
+  because Rocket.Chat can block an IP after repeated failed logins. Nor is a login whose token
+  is refused before it served one answer (e.g. a proxy drops the auth headers): every REST
+  login adds a token to the user's document (rocketchat-api.md §4.5), so that would pile them
+  up at every poll.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +29,14 @@ log = logging.getLogger(__name__)
 
 # After a refused login, wait this long before logging in again (unless the password changes).
 LOGIN_RETRY_AFTER = 900.0
+# What an HTTP header value must not hold (RFC 9110 §5.5; aiohttp raises on them).
+_NOT_IN_A_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def fits_in_a_header(text: str) -> bool:
+    """False for a line break or another control character inside, e.g. a token file of two
+    lines: such a value cannot be sent as X-Auth-Token or X-User-Id."""
+    return _NOT_IN_A_HEADER.search(text) is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +64,10 @@ class Authenticator(Protocol):
 
     def rejected(self, credentials: Credentials) -> bool:
         """Told of a 401 with `credentials`; True if fresh ones are worth one retry."""
+        ...
+
+    def accepted(self, credentials: Credentials) -> None:
+        """Told of a successful (2xx) answer to a request sent with `credentials`."""
         ...
 
 
@@ -104,14 +120,23 @@ class TokenAuth:
 
     async def credentials(self, login: Login) -> Credentials | Answer[None]:
         token = self._current_token()
+        where = f"the file {self._file.path}" if self._file else "the configuration"
         if not token:
-            where = f"the file {self._file.path}" if self._file else "the configuration"
             return Answer(Outcome.UNAUTHORIZED, None, f"no auth token in {where}")
+        if not fits_in_a_header(token):
+            message = f"the auth token in {where} has a line break or control character inside"
+            return Answer(Outcome.UNAUTHORIZED, None, message)
+        if not fits_in_a_header(self.user_id):
+            message = "the user id has a line break or control character inside"
+            return Answer(Outcome.UNAUTHORIZED, None, message)
         return Credentials(self.user_id, token)
 
     def rejected(self, credentials: Credentials) -> bool:
         # A rotated Secret may already hold the new token: worth one retry if it changed.
         return self._file is not None and self._current_token() not in ("", credentials.token)
+
+    def accepted(self, credentials: Credentials) -> None:
+        pass
 
 
 class PasswordAuth:
@@ -129,6 +154,8 @@ class PasswordAuth:
         self._on_secret = on_secret
         self._clock = clock
         self._current: Credentials | None = None
+        self._password_used = ""  # for the current credentials
+        self._proven = False  # the current credentials have had a successful answer
         self._refused: tuple[float, str, Answer[None]] | None = None  # until, password, answer
         self._lock = asyncio.Lock()  # collectors poll concurrently; one login serves them all
 
@@ -156,14 +183,37 @@ class PasswordAuth:
         result = await login(self.username, password)
         if isinstance(result, Credentials):
             self._current, self._refused = result, None
+            self._password_used, self._proven = password, False
             self._on_secret(result.token)
         elif result.outcome is Outcome.UNAUTHORIZED:
-            self._refused = (self._clock() + LOGIN_RETRY_AFTER, password, result)
+            self._refuse(password, result)
         return result
 
+    def _refuse(self, password: str, answer: Answer[None]) -> None:
+        self._refused = (self._clock() + LOGIN_RETRY_AFTER, password, answer)
+
     def rejected(self, credentials: Credentials) -> bool:
-        # The session token expired or was revoked: log in again, once per request.
-        if self._current == credentials:
-            self._current = None
+        if self._current != credentials:
+            # Another collector's request renewed the session meanwhile (or is renewing it,
+            # under the lock): one retry with that session, no login of this request's own.
             return True
+        self._current = None
+        if self._proven:
+            return True  # the session expired or was revoked: log in again, once per request
+        # Refused before it served one answer: another login would get just such a token.
+        minutes = round(LOGIN_RETRY_AFTER / 60)
+        self._refuse(
+            self._password_used,
+            Answer(
+                Outcome.UNAUTHORIZED,
+                None,
+                "the session token from the login is refused (401): not logging in again "
+                f"for {minutes} minutes; does a proxy drop the X-User-Id or X-Auth-Token "
+                "header?",
+            ),
+        )
         return False
+
+    def accepted(self, credentials: Credentials) -> None:
+        if self._current == credentials:
+            self._proven = True

@@ -2,6 +2,10 @@
 
 It also keeps the server's rate limit (rocketchat-api.md §3): after a 429, or an answer saying
 no calls remain, nothing is sent to that endpoint before the window resets.
+
+An answer's message quotes the server (an error body, the start of a body that is not JSON),
+for the log and the landing page; a credential the server or a proxy echoes back is replaced
+by <redacted> before the quote is cut, so not even a part of one gets through.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,7 +26,7 @@ from multidict import CIMultiDictProxy
 
 from exporter import __version__
 from exporter.rocketchat.answers import Answer, Outcome, RateLimit, Request
-from exporter.rocketchat.auth import Authenticator, Credentials, Login
+from exporter.rocketchat.auth import Authenticator, Credentials, Login, fits_in_a_header
 from exporter.rocketchat.models import LoginAnswer
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,9 @@ RESET_MARGIN = 0.25
 DEFAULT_RATE_LIMIT_WAIT = 60.0
 MAX_RATE_LIMIT_WAIT = 3600.0
 _WAIT_SECONDS_RE = re.compile(r"wait (\d+) seconds")
+REDACTED = "<redacted>"
+# How much of an answer is searched for echoed credentials before a quote of it is cut.
+_QUOTED_PREFIX_BYTES = 4096
 
 
 def tls_context(ca_file: str = "", insecure_skip_verify: bool = False) -> ssl.SSLContext:
@@ -114,15 +121,16 @@ class RocketChatClient:
         if wait > 0:
             await asyncio.sleep(wait)
         requests: list[Request] = []
-        reply = await self._authenticated_get(endpoint, params, requests)
+        tokens: list[str] = []  # sent with this request: never quoted back
+        reply = await self._authenticated_get(endpoint, params, requests, tokens)
         if isinstance(reply, Answer):
             return Answer(reply.outcome, None, reply.message, reply.status, None, tuple(requests))
-        answer = _classify(reply, model, tuple(requests))
+        answer = _classify(reply, model, tuple(requests), tokens)
         self._update_gate(endpoint, answer)
         return answer
 
     async def _authenticated_get(
-        self, endpoint: str, params: Mapping[str, str], requests: list[Request]
+        self, endpoint: str, params: Mapping[str, str], requests: list[Request], tokens: list[str]
     ) -> _Reply | Answer[None]:
         url = f"{self.base_url}/api/v1/{endpoint}"
         credentials: Credentials | Answer[None] = await self._auth.credentials(
@@ -131,12 +139,19 @@ class RocketChatClient:
         for attempt in (1, 2):
             if isinstance(credentials, Answer):
                 return credentials
+            tokens.append(credentials.token)
             reply = await self._exchange(
                 "GET", url, (endpoint, requests), credentials.headers(), params=params
             )
-            if attempt == 2 or isinstance(reply, Answer) or reply.status != 401:
+            if isinstance(reply, Answer):
                 return reply
-            if not self._auth.rejected(credentials):
+            if reply.status != 401:
+                if 200 <= reply.status < 300:
+                    self._auth.accepted(credentials)
+                return reply
+            # Told even on the retry: a fresh session refused at once must not be renewed
+            # at every poll.
+            if not self._auth.rejected(credentials) or attempt == 2:
                 return reply
             credentials = await self._auth.credentials(self._login(requests))
         raise AssertionError("unreachable")
@@ -156,10 +171,14 @@ class RocketChatClient:
                     "Personal Access Token (rocketchat.auth_token) instead",
                     401,
                 )
-            answer = _classify(reply, LoginAnswer, ())
+            answer = _classify(reply, LoginAnswer, (), [password])
             if answer.data is None:
                 return Answer(answer.outcome, None, f"login failed: {answer.message}", reply.status)
-            return Credentials(answer.data.data.user_id, answer.data.data.auth_token)
+            session = Credentials(answer.data.data.user_id, answer.data.data.auth_token)
+            if not (fits_in_a_header(session.user_id) and fits_in_a_header(session.token)):
+                message = "login answer holds a user id or token that cannot be sent in a header"
+                return Answer(Outcome.INVALID_RESPONSE, None, message, reply.status)
+            return session
 
         return login
 
@@ -254,18 +273,25 @@ def _reason(error: BaseException) -> str:
 # --- mapping an HTTP answer to an Outcome --------------------------------------------------
 
 
-def _classify(reply: _Reply, model: type[T], requests: tuple[Request, ...]) -> Answer[T]:
+def _classify(
+    reply: _Reply, model: type[T], requests: tuple[Request, ...], secrets: Sequence[str]
+) -> Answer[T]:
+    """`secrets`: what the request carried, never to be quoted from the answer."""
     limit = _rate_limit(reply.headers)
     status = reply.status
     if 200 <= status < 300:
-        return _decode(reply, model, limit, requests)
-    error = _error_text(reply.body)
+        return _decode(reply, model, limit, requests, secrets)
+    error = _error_text(reply.body, secrets)
     outcome, message = _failure(status, error)
     return Answer(outcome, None, message, status, limit, requests)
 
 
 def _decode(
-    reply: _Reply, model: type[T], limit: RateLimit | None, requests: tuple[Request, ...]
+    reply: _Reply,
+    model: type[T],
+    limit: RateLimit | None,
+    requests: tuple[Request, ...],
+    secrets: Sequence[str],
 ) -> Answer[T]:
     try:
         data = msgspec.json.decode(reply.body, type=model)
@@ -273,13 +299,13 @@ def _decode(
         return Answer(
             Outcome.INVALID_RESPONSE,
             None,
-            f"unexpected answer: {error}",
+            f"unexpected answer: {_redact(str(error), secrets)}",
             reply.status,
             limit,
             requests,
         )
     except msgspec.DecodeError:
-        snippet = _one_line(reply.body[:80].decode("utf-8", "replace"))
+        snippet = _one_line(_quoted(reply.body, secrets), 80)
         return Answer(
             Outcome.INVALID_RESPONSE,
             None,
@@ -323,17 +349,32 @@ def _failure(status: int, error: str) -> tuple[Outcome, str]:
     return Outcome.INVALID_RESPONSE, f"unexpected HTTP status {status}"
 
 
-def _error_text(body: bytes) -> str:
+def _error_text(body: bytes, secrets: Sequence[str]) -> str:
     """The `error` or `message` of an error body in any era's shape (§4), cut to one line."""
     try:
         decoded = msgspec.json.decode(body)
     except msgspec.DecodeError:
-        return _one_line(body[:120].decode("utf-8", "replace"))
+        return _one_line(_quoted(body, secrets), 120)
     if isinstance(decoded, dict):
         for key in ("error", "message"):
             if isinstance(decoded.get(key), str) and decoded[key]:
-                return _one_line(decoded[key])
+                return _one_line(_redact(decoded[key], secrets))
     return ""
+
+
+def _quoted(body: bytes, secrets: Sequence[str]) -> str:
+    """The start of a body as text, echoed credentials redacted before it is cut: one that
+    begins in the prefix is read whole, so no piece of one is left at the cut."""
+    longest = max((len(secret) for secret in secrets), default=0)
+    text = body[: _QUOTED_PREFIX_BYTES + longest].decode("utf-8", "replace")
+    return _redact(text, secrets)[:_QUOTED_PREFIX_BYTES]
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def _one_line(text: str, limit: int = 200) -> str:

@@ -1,0 +1,173 @@
+"""Password login end to end (rocketchat-api.md §4.5): the real exporter process logs in with
+POST /api/v1/login, uses the session token, logs in again once when it is revoked, and never
+logs in over and over: a refused login waits LOGIN_RETRY_AFTER (15 minutes) or a new password."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.demo import ApiUser, FakeRocketChat, Reply
+from exporter.rocketchat.auth import LOGIN_RETRY_AFTER
+from tests.e2e.harness import ExporterProcess, exporter_config, queue_truth, start_exporter
+from tests.e2e.observe import QUEUE_CHATS, Watcher, tracebacks
+
+PASSWORD = "correct-horse-battery-staple-42"
+USERNAME = "exporter"
+LOGGED_OUT = {"status": "error", "message": "You must be logged in to do this."}
+WITHIN = 15.0
+
+
+@pytest.fixture
+def bot() -> ApiUser:
+    """The exporter's user: it has a password, and no Personal Access Token that works, so
+    every data request it makes succeeds only with a token from a login."""
+    user = ApiUser.supervisor(bypass_rate_limit=True, password=PASSWORD)
+    user.token = ""
+    return user
+
+
+def login_config(fake: FakeRocketChat, password_file: Path | None) -> dict[str, Any]:
+    config = exporter_config(fake)
+    rocketchat = config["rocketchat"]
+    del rocketchat["user_id"], rocketchat["auth_token"]
+    rocketchat["username"] = USERNAME
+    if password_file is not None:
+        rocketchat["password_file"] = str(password_file)
+    return config
+
+
+async def start_with_password(
+    fake: FakeRocketChat, tmp_path: Path, password: str, source: str = "file"
+) -> ExporterProcess:
+    if source == "env":
+        config = login_config(fake, None)
+        return await start_exporter(config, tmp_path, env={"ROCKETCHAT_PASSWORD": password})
+    password_file = tmp_path / "password"
+    password_file.write_text(password + "\n")
+    return await start_exporter(login_config(fake, password_file), tmp_path)
+
+
+def logins(fake: FakeRocketChat) -> list[int | None]:
+    """The status of every POST /api/v1/login so far."""
+    return [r.status for r in fake.requests_to("login") if r.method == "POST"]
+
+
+def queue_requests(fake: FakeRocketChat, status: int) -> int:
+    return sum(1 for r in fake.requests_to("livechat/queue") if r.status == status)
+
+
+@pytest.mark.parametrize("source", ["file", "env"])
+async def test_the_token_from_the_login_is_used(
+    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path, source: str
+) -> None:
+    exporter = await start_with_password(fake, tmp_path, PASSWORD, source)
+    try:
+        scrape = await exporter.wait_for_polls(within=WITHIN)
+        scrape = await exporter.wait_for_polls(more_than=2, within=WITHIN)
+    finally:
+        await exporter.stop()
+    assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
+    assert logins(fake) == [200]
+    assert len(bot.login_tokens) == 1
+    queue = fake.requests_to("livechat/queue")
+    assert {r.user_id for r in queue} == {bot.user_id}
+    assert {r.status for r in queue} == {200}
+    assert tracebacks(exporter) == []
+
+
+async def test_a_revoked_session_logs_in_again_once_and_recovers(
+    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+) -> None:
+    exporter = await start_with_password(fake, tmp_path, PASSWORD)
+    try:
+        async with Watcher(exporter) as watcher:
+            await watcher.until(lambda o: o.polls("success") >= 1, WITHIN, "a good poll")
+            (session,) = bot.login_tokens
+            fake.revoke(bot.user_id, session)
+            fake.world.close_room(next(iter(fake.world.rooms)))
+            renewed = await watcher.until(
+                lambda o: o.requests("401") >= 1 and o.polls("success") >= 3, WITHIN, "renewal"
+            )
+        await exporter.wait_for_polls(more_than=renewed.polls("success") + 1, within=WITHIN)
+    finally:
+        await exporter.stop()
+    assert logins(fake) == [200, 200]
+    assert queue_requests(fake, 401) == 1
+    assert renewed.polls("unauthorized") == 0  # the retry saved the poll
+    assert {o.up() for o in watcher.observations if o.polls("success") >= 1} == {1}
+    assert renewed.scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
+    assert tracebacks(exporter) == []
+
+
+async def test_a_wrong_password_is_unauthorized_and_not_tried_again(
+    fake: FakeRocketChat, tmp_path: Path
+) -> None:
+    exporter = await start_with_password(fake, tmp_path, "not-the-password")
+    try:
+        scrape = await exporter.wait_for_polls(result="unauthorized", more_than=2, within=WITHIN)
+    finally:
+        await exporter.stop()
+    assert logins(fake) == [401]  # three polls, one login: the next one in 15 minutes
+    assert LOGIN_RETRY_AFTER == 900
+    assert scrape.value("rocketchat_livechat_up", collector="queue") == 0
+    assert fake.requests_to("livechat/queue") == []
+    down = [e for e in exporter.logs if e.get("msg") == "collector down"]
+    assert len(down) == 1
+    assert down[0]["outcome"] == "unauthorized"
+    assert "login failed" in down[0]["error"]
+    assert tracebacks(exporter) == []
+
+
+async def test_a_corrected_password_file_is_used_at_the_next_poll(
+    fake: FakeRocketChat, tmp_path: Path
+) -> None:
+    exporter = await start_with_password(fake, tmp_path, "not-the-password")
+    try:
+        await exporter.wait_for_polls(result="unauthorized", within=WITHIN)
+        (tmp_path / "password").write_text(PASSWORD + "\n")
+        scrape = await exporter.wait_for_polls(within=3.0)
+    finally:
+        await exporter.stop()
+    assert logins(fake) == [401, 200]
+    assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
+
+
+async def test_a_user_with_two_factor_auth_is_told_to_use_a_personal_access_token(
+    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+) -> None:
+    bot.totp_required = True
+    exporter = await start_with_password(fake, tmp_path, PASSWORD)
+    try:
+        scrape = await exporter.wait_for_polls(result="unauthorized", more_than=2, within=WITHIN)
+        _, _, landing = await exporter.get("/")
+    finally:
+        await exporter.stop()
+    assert logins(fake) == [401]
+    assert scrape.value("rocketchat_livechat_up", collector="queue") == 0
+    (down,) = [e for e in exporter.logs if e.get("msg") == "collector down"]
+    assert "two-factor" in down["error"]
+    assert "Personal Access Token" in down["error"]
+    assert b"Personal Access Token" in landing
+    assert tracebacks(exporter) == []
+
+
+async def test_a_session_refused_at_once_is_not_renewed_at_every_poll(
+    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+) -> None:
+    """E.g. a proxy starts dropping X-Auth-Token: the login works, its token never does.
+    Every REST login adds a token to the user's document (§4.5): no login per poll."""
+    exporter = await start_with_password(fake, tmp_path, PASSWORD)
+    try:
+        await exporter.wait_for_polls(within=WITHIN)
+        fake.inject(Reply.json(LOGGED_OUT, status=401), times=None, path="livechat/queue")
+        scrape = await exporter.wait_for_polls(result="unauthorized", more_than=3, within=WITHIN)
+    finally:
+        await exporter.stop()
+    assert logins(fake) == [200, 200]  # the first session, and one renewal that did not help
+    assert len(bot.login_tokens) == 2
+    assert scrape.value("rocketchat_livechat_up", collector="queue") == 0
+    assert any("X-Auth-Token" in str(e.get("error")) for e in exporter.logs)
+    assert tracebacks(exporter) == []
