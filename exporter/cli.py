@@ -35,6 +35,7 @@ from exporter.config import (
     Secret,
     describe,
     load_config,
+    redacted_dump,
 )
 from exporter.exposition import Exposition
 from exporter.logs import LEVELS, RedactingFilter, setup_logging
@@ -153,11 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, WebConfigError) as error:
         print(f"rocketchat-livechat-exporter: config error: {error}", file=sys.stderr)
         return 2
+    redactor = setup_logging(options.log_level, options.log_format, config.secrets())
+    log.debug("effective configuration", extra={"kv": {"config": redacted_dump(config)}})
     if options.check_config:
         web = f"; web config {options.web_config_file}" if web_config else ""
         print(f"config OK: {describe(config)}{web}")
         return 0
-    redactor = setup_logging(options.log_level, options.log_format, config.secrets())
     try:
         return asyncio.run(serve(config, options, redactor, web_config))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping

@@ -356,7 +356,8 @@ def _check_values(config: Config, demo: bool) -> None:
         ("rocketchat.password_file", rc.password_file),
     ):
         if path and not os.access(path, os.R_OK):
-            raise ConfigError(key, f'cannot read "{path}"')
+            # The path is not quoted: a credential pasted here by mistake must not be echoed.
+            raise ConfigError(key, "cannot read the file it names (missing, or no permission)")
 
 
 def _check_interval(key: str, seconds: float) -> None:
@@ -369,6 +370,13 @@ def _check_url(url: str) -> None:
     if not url:
         raise ConfigError(key, f"is required (or set {ENV_URL})")
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # Not echoed: the user info may hold a password.
+        raise ConfigError(
+            key,
+            "must not hold a user or password; use user_id with "
+            "auth_token(_file), or username with password_file",
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(key, f'"{url}" is not an http(s) URL such as https://chat.example.com')
     if parts.query or parts.fragment:

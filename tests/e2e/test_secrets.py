@@ -432,11 +432,6 @@ def test_credentials_and_secrets_print_redacted() -> None:
 # --- proposed, and bugs for the owners of cli.py, config.py and web.py ---------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proposed (cli.py): --check-config --log.level=debug also logs the redacted "
-    "effective configuration to stderr, as one record 'effective configuration'",
-)
 async def test_check_config_at_debug_level_logs_the_redacted_effective_config(
     tmp_path: Path,
 ) -> None:
@@ -458,22 +453,12 @@ async def test_check_config_at_debug_level_logs_the_redacted_effective_config(
     assert leaked(out + err, {TOKEN, PASSWORD}) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (config.py/cli.py/web.py): a password in rocketchat.url's user info is "
-    "printed by --check-config, logged at start and shown on the landing page",
-)
 async def test_a_password_in_the_url_is_never_printed(tmp_path: Path) -> None:
     config = {"rocketchat": {**TOKEN_CONFIG["rocketchat"], "url": f"https://bot:{PASSWORD}@chat"}}
     _, out, err = await run_cli("--check-config", "--config.file", write_config(tmp_path, config))
     assert leaked(out + err, {PASSWORD}) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (config.py, _check_values): a credential pasted where its file's path belongs "
-    'is quoted back, e.g. rocketchat.password_file: cannot read "<the password>"',
-)
 @pytest.mark.parametrize(
     "config",
     [
