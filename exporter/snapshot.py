@@ -7,7 +7,7 @@ cannot exist, and readers never need a lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -60,18 +60,23 @@ class Snapshot:
         return sum(len(family) for family in self.families())
 
 
-class SnapshotCollector(Collector):
-    """Yields one snapshot's families, for rendering by prometheus-client."""
+class FamilySlice(Collector):
+    """Yields one family with only `samples` (some of its own), so that prometheus-client
+    renders a large family a slice at a time."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
+    def __init__(self, family: Family, samples: Sequence[Sample]) -> None:
+        self._family = family
+        self._samples = samples
 
     def collect(self) -> Iterator[Metric]:
-        for family in self._snapshot.families():
-            gauge = GaugeMetricFamily(family.name, family.documentation, labels=family.label_names)
-            for labels, value in family.samples:
-                gauge.add_metric(labels, value)
-            yield gauge
+        yield gauge(self._family, self._samples)
+
+
+def gauge(family: Family, samples: Iterable[Sample]) -> GaugeMetricFamily:
+    metric = GaugeMetricFamily(family.name, family.documentation, labels=family.label_names)
+    for labels, value in samples:
+        metric.add_metric(labels, value)
+    return metric
 
 
 class Interner:

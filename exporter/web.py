@@ -13,14 +13,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import payload, web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler, Middleware
 
 from exporter import __version__
-from exporter.exposition import Exposition, negotiate
+from exporter.exposition import Body, Exposition, negotiate
 from exporter.poller import CollectorStatus
 
 HEALTH_PATHS = ("/-/healthy", "/-/ready")
+# Bodies up to this size are joined and sent in one piece: that costs less than more writes.
+STREAM_ABOVE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def _metrics_handler(exposition: Exposition) -> Handler:
         variant = negotiate(
             request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
         )
-        body = await exposition.scrape(variant)
+        body = await exposition.answer(variant)
         headers = {
             "Content-Type": variant.format.content_type,
             "Vary": "Accept, Accept-Encoding",
@@ -74,9 +77,29 @@ def _metrics_handler(exposition: Exposition) -> Handler:
         }
         if variant.gzip:
             headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, headers=headers)
+        if len(body) <= STREAM_ABOVE:
+            return web.Response(body=bytes(body), headers=headers)
+        return web.Response(body=_ChunksPayload(body), headers=headers)
 
     return metrics
+
+
+class _ChunksPayload(payload.Payload):
+    """A large body's cached chunks, sent as they are, one at a time, when the response is
+    written (so the write timeout covers them): never joined per scrape, nor copied whole into
+    a send buffer, since aiohttp waits for the socket to drain after each."""
+
+    def __init__(self, body: Body) -> None:
+        super().__init__(body, content_type=None)
+        self._body = body
+        self._size = len(body)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._body).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        for chunk in self._body.chunks:
+            await writer.write(chunk)
 
 
 def _plain(text: str) -> Handler:

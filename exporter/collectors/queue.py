@@ -6,13 +6,15 @@ livechat/queue counts open rooms that already have an agent (on-hold included), 
 
 from __future__ import annotations
 
+import asyncio
+
 from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.paging import fetch_all
 from exporter.config import PollConfig
 from exporter.rocketchat.answers import Answer, Outcome
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage, QueueRow
-from exporter.snapshot import Families, Family, Interner, Sample
+from exporter.snapshot import Families, Family, Sample
 
 QUEUE_CHATS = "rocketchat_livechat_queue_chats"
 QUEUE_CHATS_HELP = (
@@ -65,27 +67,45 @@ class QueueCollector:
             if answer.outcome is Outcome.FORBIDDEN:
                 failed = failed.with_hint(f"the exporter's user needs {PERMISSION}")
             return failed
+        # ~35 ms of Python at 50,000 rows: in a thread, which the event loop can preempt.
+        series, departments = await asyncio.to_thread(samples, answer.data.rows)
         if self._departments is not None:
-            for row in answer.data.rows:
-                if row.department is not None:
-                    self._departments.learn(row.department.id or "", row.department.name or "")
-        family = Family(QUEUE_CHATS, QUEUE_CHATS_HELP, QUEUE_LABELS, samples(answer.data.rows))
+            for department_id, name in departments:
+                self._departments.learn(department_id, name)
+        family = Family(QUEUE_CHATS, QUEUE_CHATS_HELP, QUEUE_LABELS, series)
         return Answer(
             answer.outcome, (family,), "", answer.status, answer.rate_limit, answer.requests
         )
 
 
-def samples(rows: list[QueueRow]) -> tuple[Sample, ...]:
-    intern = Interner()
-    result = []
-    for row in rows:
+def samples(rows: list[QueueRow]) -> tuple[tuple[Sample, ...], list[tuple[str, str]]]:
+    """One sample per row, and the distinct (department id, name) pairs of the rows.
+
+    It empties `rows` as it goes, so that each decoded row is freed as its sample is made: at
+    50,000 rows the 20 MB of decoded answer and the 7 MB of samples are never all alive at
+    once. An agent's labels repeat in every department it serves, and a department's for
+    every agent: each distinct label tuple is built once and shared. Values stay ints (the
+    text is the same): small ints are shared objects, floats would be 24 bytes a sample."""
+    users: dict[tuple[str | None, str | None, str | None], tuple[str, str, str]] = {}
+    departments: dict[tuple[str | None, str | None], tuple[str, str]] = {}
+    no_department = ("", "")
+    result: list[Sample] = []
+    append = result.append
+    rows.reverse()
+    while rows:
+        row = rows.pop()
         user, department = row.user, row.department
-        labels = (
-            intern(user.id or ""),
-            intern(user.username or ""),
-            intern(user.status or ""),
-            intern(department.id or "" if department is not None else ""),
-            intern(department.name or "" if department is not None else ""),
-        )
-        result.append((labels, float(row.chats)))
-    return tuple(result)
+        user_key = (user.id, user.username, user.status)
+        user_labels = users.get(user_key)
+        if user_labels is None:
+            user_labels = (user.id or "", user.username or "", user.status or "")
+            users[user_key] = user_labels
+        if department is None:
+            department_labels = no_department
+        else:
+            department_key = (department.id, department.name)
+            department_labels = departments.get(department_key) or departments.setdefault(
+                department_key, (department.id or "", department.name or "")
+            )
+        append((user_labels + department_labels, row.chats))
+    return tuple(result), list(departments.values())

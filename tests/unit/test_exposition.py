@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import threading
 import zlib
 from typing import Any
@@ -14,7 +15,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter import exposition as exposition_module
-from exporter.exposition import Exposition, Format, Variant, negotiate
+from exporter.exposition import Exposition, Format, SelfMetricsText, Variant, negotiate
+from exporter.rocketchat.answers import Answer, Outcome
+from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Family
 
 PROMETHEUS_ACCEPT = (
@@ -174,3 +177,36 @@ async def test_label_values_are_escaped() -> None:
     await exposition.publish("queue", queue_family(('we"ird\\name\n', "d", 1)))
     samples = samples_of(await exposition.scrape(OM), OM)
     assert any(("agent", 'we"ird\\name\n') in key[1] for key in samples)
+
+
+async def test_publishing_logs_the_moment_the_new_series_are_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exporter.exposition")
+    exposition = Exposition(self_registry())
+    await exposition.publish("queue", queue_family(("a1", "d1", 1)))
+    await exposition.scrape(TEXT_GZ)
+    await exposition.publish("queue", queue_family(("a1", "d1", 2), ("a2", "d1", 1)))
+    published = [r for r in caplog.records if r.getMessage() == "snapshot published"]
+    assert [r.levelno for r in published] == [logging.DEBUG, logging.DEBUG]
+    fields = getattr(published[-1], "kv")  # noqa: B009
+    assert fields["collector"] == "queue"
+    assert fields["version"] == 2
+    assert fields["series"] == 2
+    assert fields["variants"] == 1  # the variant scraped since the first snapshot
+
+
+@pytest.mark.parametrize("fmt", list(Format))
+def test_self_metrics_rendered_a_family_at_a_time_equal_one_render(fmt: Format) -> None:
+    metrics = SelfMetrics(["queue"])
+    text = SelfMetricsText(metrics.registry)
+    assert _without_process(text.render(fmt)) == _without_process(fmt.render(metrics.registry))
+    metrics.record_poll("queue", Answer(Outcome.TIMEOUT, None, "slow"), 2.5)  # changes families
+    rendered = text.render(fmt)
+    assert b'result="timeout"} 1.0' in rendered
+    assert _without_process(rendered) == _without_process(fmt.render(metrics.registry))
+
+
+def _without_process(body: bytes) -> list[bytes]:
+    """The lines that cannot change between two renders a moment apart."""
+    return [line for line in body.splitlines() if not line.startswith((b"process_", b"python_gc"))]

@@ -28,12 +28,6 @@ QUEUE = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (exposition.py, Exposition.answer): the self-metrics are rendered after the "
-    "await on a variant's first render, so a poll published and counted meanwhile shows in "
-    "them while its series do not; render the tail before awaiting the data part",
-)
 async def test_a_first_scrape_during_a_poll_never_counts_the_poll_without_its_series(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
