@@ -18,10 +18,8 @@ block and writes the gzip trailer from the cached CRC. The result is one ordinar
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import struct
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -42,9 +40,6 @@ log = logging.getLogger(__name__)
 GZIP_LEVEL = 6
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime
 OPENMETRICS_EOF = b"# EOF\n"
-# While a render thread runs, the event loop waits up to the interpreter's switch interval (5 ms
-# by default) each time it wants the GIL back, and a scrape wants it dozens of times.
-SWITCH_INTERVAL = 0.0005
 # Samples per prometheus-client render: ~800 kB of text, ~3 MB of transient objects.
 SLICE = 5000
 # A variant nobody asked for in this long is no longer rendered eagerly.
@@ -214,27 +209,6 @@ class SelfMetricsText:
         return b"".join(pieces)
 
 
-_runtime_tuned = False
-
-
-def keep_event_loop_responsive() -> None:
-    """Process-wide settings, made once, for scrapes that stay fast while a large poll is
-    decoded and rendered in worker threads (bench/ measures them at 50,000 series):
-
-    - a lower switch interval: a worker holding the GIL gives it back to the event loop within
-      0.5 ms instead of 5 ms, and a scrape of 8 MB needs it back dozens of times;
-    - `gc.freeze()`: the ~40,000 objects of the loaded modules never become garbage, yet every
-      full collection scanned them, holding the GIL ~12 ms once or twice a poll.
-    """
-    global _runtime_tuned
-    if _runtime_tuned:
-        return
-    _runtime_tuned = True
-    if sys.getswitchinterval() > SWITCH_INTERVAL:
-        sys.setswitchinterval(SWITCH_INTERVAL)
-    gc.freeze()
-
-
 @dataclass
 class _Rendered:
     """A snapshot and the variants of it rendered so far (filled in lazily)."""
@@ -252,7 +226,6 @@ class Exposition:
     ) -> None:
         self._self_metrics = SelfMetricsText(self_registry)
         self._clock = clock
-        keep_event_loop_responsive()
         self._current = _Rendered(Snapshot())
         self._wanted: dict[Variant, float] = {}
         self._publish_lock = asyncio.Lock()

@@ -285,6 +285,8 @@ def _bounded_requests(limits: ConnectionLimits) -> Middleware:
             except TimeoutError:
                 if request.transport is not None:
                     request.transport.abort()  # the client stopped reading
+            except ConnectionError:
+                pass  # the client hung up: nothing to answer, nothing to log
             return response
         finally:
             if guard is not None:

@@ -18,9 +18,10 @@ from aioresponses import aioresponses
 
 from exporter import exposition as exposition_module
 from exporter import web as web_module
+from exporter.cli import SWITCH_INTERVAL, tune_runtime
 from exporter.collectors.queue import QUEUE_CHATS, QueueCollector, samples
 from exporter.config import PollConfig
-from exporter.exposition import SWITCH_INTERVAL, Exposition, Format, Variant
+from exporter.exposition import Exposition, Format, Variant
 from exporter.rocketchat import client as client_module
 from exporter.rocketchat.auth import TokenAuth
 from exporter.rocketchat.client import RocketChatClient
@@ -128,7 +129,7 @@ async def test_scrapes_send_the_cached_chunks_not_copies() -> None:
 
 
 def test_the_process_is_set_up_for_a_responsive_event_loop() -> None:
-    Exposition(self_registry())
+    tune_runtime()
     assert sys.getswitchinterval() <= SWITCH_INTERVAL
     assert gc.get_freeze_count() > 0
 
