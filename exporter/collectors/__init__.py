@@ -7,9 +7,9 @@ series of its own between polls; the snapshot does.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
-from exporter.rocketchat.answers import Answer
+from exporter.rocketchat.answers import Answer, Outcome
 from exporter.snapshot import Families
 
 
@@ -18,3 +18,11 @@ class Collector(Protocol):
     endpoint: str  # the main endpoint, whose rate-limit window paces the polls
 
     async def poll(self) -> Answer[Families]: ...
+
+
+def poll_failed(answer: Answer[Any], permission: str) -> Answer[Families]:
+    """A failed read as the poll's answer; a 403 names the permission the user lacks."""
+    failed: Answer[Families] = answer.failed(answer.outcome, answer.message)
+    if answer.outcome is Outcome.FORBIDDEN:
+        failed = failed.with_hint(f"the exporter's user needs {permission}")
+    return failed

@@ -5,9 +5,10 @@ agents who hold a chat.
 
 from __future__ import annotations
 
+from exporter.collectors import poll_failed
 from exporter.collectors.paging import fetch_all
 from exporter.config import PollConfig
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.answers import Answer
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import Agent, AgentsPage
 from exporter.snapshot import Families, Family, Interner
@@ -50,10 +51,7 @@ class AgentsCollector:
             key=agent_id,
         )
         if answer.data is None:
-            failed = answer.failed(answer.outcome, answer.message)
-            if answer.outcome is Outcome.FORBIDDEN:
-                failed = failed.with_hint(f"the exporter's user needs {PERMISSION}")
-            return failed
+            return poll_failed(answer, PERMISSION)
         intern = Interner()
         samples = tuple(
             (
@@ -68,6 +66,4 @@ class AgentsCollector:
             for agent in answer.data.rows
         )
         family = Family(AGENT_STATUS, AGENT_STATUS_HELP, LABELS, samples)
-        return Answer(
-            Outcome.SUCCESS, (family,), "", answer.status, answer.rate_limit, answer.requests
-        )
+        return answer.carrying((family,))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from exporter.collectors import poll_failed
 from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.paging import fetch_all
 from exporter.config import PollConfig
@@ -61,19 +62,13 @@ class InquiriesCollector:
             key=inquiry_id,
         )
         if answer.data is None:
-            failed = answer.failed(answer.outcome, answer.message).with_requests(lookups)
-            if answer.outcome is Outcome.FORBIDDEN:
-                failed = failed.with_hint(f"the exporter's user needs {PERMISSION}")
-            return failed
+            return poll_failed(answer, PERMISSION).with_requests(lookups)
         try:
             families = self._families(answer.data.rows)
         except ValueError as error:
             bad = answer.failed(Outcome.INVALID_RESPONSE, f"unexpected inquiry time: {error}")
             return bad.with_requests(lookups)
-        ok = Answer(
-            Outcome.SUCCESS, families, "", answer.status, answer.rate_limit, answer.requests
-        )
-        return ok.with_requests(lookups)
+        return answer.carrying(families).with_requests(lookups)
 
     def _families(self, inquiries: list[Inquiry]) -> Families:
         waiting: dict[str, int] = dict.fromkeys(["", *self._departments.known()], 0)

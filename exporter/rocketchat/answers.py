@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 # One HTTP request an answer took: (endpoint, status code), "none" when no answer came.
 Request = tuple[str, str]
 
@@ -57,6 +58,10 @@ class Answer(Generic[T]):
     def failed(self, outcome: Outcome, message: str) -> Answer[Any]:
         """This answer's requests, re-labelled as a failure (e.g. a page that breaks paging)."""
         return Answer(outcome, None, message, self.status, self.rate_limit, self.requests)
+
+    def carrying(self, data: U) -> Answer[U]:
+        """This answer's outcome and requests, with other data (what a collector made of it)."""
+        return Answer(self.outcome, data, self.message, self.status, self.rate_limit, self.requests)
 
     def with_requests(self, earlier: tuple[Request, ...]) -> Answer[T]:
         """This answer, counting also requests made before it (another page, a lookup)."""
