@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,6 @@ from exporter.collectors.inquiries import InquiriesCollector
 from exporter.collectors.queue import QueueCollector
 from exporter.config import PollConfig
 from exporter.rocketchat.answers import Answer, Outcome
-from exporter.rocketchat.auth import TokenAuth
 from exporter.rocketchat.client import RocketChatClient
 from exporter.snapshot import Families
 
@@ -30,18 +28,6 @@ FORBIDDEN = {
     "success": False,
     "error": "User does not have the permissions required for this action [error-unauthorized]",
 }
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[RocketChatClient]:
-    async with RocketChatClient("http://rc.test", TokenAuth("u", "t"), 5.0) as c:
-        yield c
 
 
 def listing(key: str, rows: list[dict[str, Any]]) -> dict[str, Any]:

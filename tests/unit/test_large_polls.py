@@ -8,7 +8,6 @@ import gc
 import re
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
@@ -23,7 +22,6 @@ from exporter.collectors.queue import QUEUE_CHATS, QueueCollector, samples
 from exporter.config import PollConfig
 from exporter.exposition import Exposition, Format, Variant
 from exporter.rocketchat import client as client_module
-from exporter.rocketchat.auth import TokenAuth
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage
 from exporter.web import WebOptions, create_app
@@ -43,18 +41,6 @@ def queue_rows(count: int) -> list[dict[str, Any]]:
         }
         for i in range(count)
     ]
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[RocketChatClient]:
-    async with RocketChatClient("http://rc.test", TokenAuth("u", "t"), 5.0) as c:
-        yield c
 
 
 async def test_a_large_answer_is_decoded_off_the_event_loop(

@@ -7,18 +7,15 @@ import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
 from exporter.collectors.paging import MAX_PAGES, fetch_all
 from exporter.collectors.queue import STABLE_SORT, row_key
 from exporter.rocketchat.answers import Answer, Outcome
-from exporter.rocketchat.auth import TokenAuth
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage, QueueRow
 
@@ -82,18 +79,6 @@ class PagedServer:
         for key, direction in reversed(sort.items()):
             rows.sort(key=lambda row: _value(row, key), reverse=direction < 0)
         return rows
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[RocketChatClient]:
-    async with RocketChatClient("http://rc.test", TokenAuth("u", "t"), 5.0) as c:
-        yield c
 
 
 async def fetch(client: RocketChatClient, page_size: int = 0) -> Answer[Any]:
