@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -112,13 +113,7 @@ class ExporterProcess:
         return await self.wait_for_polls(collector, more_than=now + 1)
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.returncode is None:
-            self.process.send_signal(sig)
-            try:
-                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        await terminate(self.process, sig)
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._reader, 2)
@@ -179,6 +174,30 @@ async def start_exporter(
         raise
     exporter.url = f"http://{address}"
     return exporter
+
+
+async def terminate(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:
+    """Stops `process` with `sig`, killing it if it has not exited within STOP_TIMEOUT."""
+    if process.returncode is not None:
+        return
+    process.send_signal(sig)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+def selected_params(request: pytest.FixtureRequest, name: str) -> list[Any]:
+    """The values of parameter `name` that the selected tests of the requesting module use:
+    for a module fixture that runs only the cases `-k` kept."""
+    return [
+        item.callspec.params.get(name)
+        for item in request.session.items
+        if isinstance(item, pytest.Function)
+        and item.module is request.module
+        and hasattr(item, "callspec")
+    ]
 
 
 def _clean_env() -> dict[str, str]:

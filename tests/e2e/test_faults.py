@@ -48,7 +48,13 @@ from exporter.demo import (
 )
 from exporter.rocketchat.answers import Outcome
 from tests.e2e.conftest import small_world
-from tests.e2e.harness import Labels, exporter_config, queue_truth, start_exporter
+from tests.e2e.harness import (
+    Labels,
+    exporter_config,
+    queue_truth,
+    selected_params,
+    start_exporter,
+)
 from tests.e2e.observe import (
     POLLS,
     QUEUE_CHATS,
@@ -431,13 +437,7 @@ def cycles(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Cycle]:
     """The cycles of every case a selected test of this module asks for, run once."""
-    wanted = [
-        item.callspec.params.get("case")
-        for item in request.session.items
-        if isinstance(item, pytest.Function)
-        and item.module is request.module
-        and hasattr(item, "callspec")
-    ]
+    wanted = selected_params(request, "case")
     cases = [c for c in FAULTS if c in wanted]
     return asyncio.run(run_cycles(cases, tmp_path_factory.mktemp("faults")))
 

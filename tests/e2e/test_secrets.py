@@ -27,7 +27,7 @@ from exporter.config import Secret, load_config, redacted_dump
 from exporter.demo import ApiUser, FakeRocketChat, Reply, ServerSettings
 from exporter.rocketchat.auth import Credentials
 from tests.e2e.conftest import small_world
-from tests.e2e.harness import exporter_config
+from tests.e2e.harness import exporter_config, selected_params
 
 TOKEN = "pat-Secret-4f1c2b7e9d0a8c6b5e4f3a2d1c0b9a8e"
 ROTATED = "pat-Rotated-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -267,13 +267,7 @@ def exposures(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Exposure]:
     """The runs of the setups the selected tests ask for, side by side, once per module."""
-    wanted = [
-        item.callspec.params.get("setup")
-        for item in request.session.items
-        if isinstance(item, pytest.Function)
-        and item.module is request.module
-        and hasattr(item, "callspec")
-    ]
+    wanted = selected_params(request, "setup")
     setups = [s for s in SETUPS if s in wanted]
 
     async def all_of_them() -> list[Exposure]:

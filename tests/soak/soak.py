@@ -41,7 +41,6 @@ import contextlib
 import json
 import os
 import random
-import signal
 import statistics
 import sys
 import tempfile
@@ -75,6 +74,7 @@ from tests.e2e.harness import (
     inquiries_truth,
     parse_text,
     queue_truth,
+    terminate,
 )
 from tests.e2e.observe import sample_process
 from tests.soak import instrumented
@@ -354,13 +354,7 @@ async def exporter_process(
         exporter.url = "http://" + await asyncio.wait_for(listening, START_WITHIN)
         yield exporter
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 5)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await terminate(process)
         report.exit_code = process.returncode
         await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 5)
 
