@@ -1,7 +1,7 @@
 """The fake Rocket.Chat for the benchmark, in a process of its own.
 
 `python -m bench.fakeproc --rows N [--no-infinite-count]` serves `make_world(rows=N)` with
-exporter/demo's FakeRocketChat on a free loopback port and prints one JSON line on stdout:
+exporter/fake's FakeRocketChat on a free loopback port and prints one JSON line on stdout:
 `{"url": ..., "user_id": ..., "token": ...}`. It stops on SIGTERM or when stdin closes.
 
 Two additions for measuring, neither visible to the clients:
@@ -27,8 +27,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from exporter.demo import ApiUser, FakeRocketChat, ServerSettings, make_world
-from exporter.demo import server as fake_server
+from exporter.fake import ApiUser, FakeRocketChat, ServerSettings, make_world
+from exporter.fake import server as fake_server
 
 LOG_PATH = "/_bench/log"
 

@@ -261,7 +261,7 @@ async def serve(
         loop.add_signal_handler(signal.SIGHUP, lambda: web_config.maybe_reload(force=True))
     async with contextlib.AsyncExitStack() as stack:
         if options.demo:
-            from exporter.demo import start_demo_server
+            from exporter.fake import start_demo_server
 
             demo = await start_demo_server()
             stack.push_async_callback(demo.stop)

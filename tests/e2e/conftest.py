@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from exporter.demo import ApiUser, FakeRocketChat, ServerSettings, World
+from exporter.fake import ApiUser, FakeRocketChat, ServerSettings, World
 
 
 def small_world() -> World:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.demo import FakeRocketChat, World
+from exporter.fake import FakeRocketChat, World
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0

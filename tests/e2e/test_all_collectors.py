@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from exporter.demo import ApiUser, FakeRocketChat
+from exporter.fake import ApiUser, FakeRocketChat
 from tests.e2e.harness import (
     Scrape,
     agents_truth,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from exporter import __version__
-from exporter.demo import FakeRocketChat
+from exporter.fake import FakeRocketChat
 from tests.e2e.harness import exporter_config, exporter_running, parse_text, start_exporter
 
 PROMETHEUS_ACCEPT = (

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from exporter.demo import (
+from exporter.fake import (
     ApiUser,
     Delay,
     Drop,

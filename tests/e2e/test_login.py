@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from exporter.demo import ApiUser, FakeRocketChat, Reply
+from exporter.fake import ApiUser, FakeRocketChat, Reply
 from exporter.rocketchat.auth import LOGIN_RETRY_AFTER
 from tests.e2e.harness import ExporterProcess, exporter_config, queue_truth, start_exporter
 from tests.e2e.observe import QUEUE_CHATS, Watcher, tracebacks

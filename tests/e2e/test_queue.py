@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.demo import FakeRocketChat
+from exporter.fake import FakeRocketChat
 from tests.e2e.harness import (
     exporter_config,
     exporter_running,
@@ -34,7 +34,7 @@ async def test_series_equal_the_truth_in_every_era(
 async def test_paging_when_the_server_refuses_count_zero(
     fake: FakeRocketChat, tmp_path: Path
 ) -> None:
-    from exporter.demo import make_world
+    from exporter.fake import make_world
 
     fake.world = make_world(rows=730, departments=6, seed=3)
     fake.settings.allow_infinite_count = False
@@ -52,7 +52,7 @@ async def test_paging_when_the_server_refuses_count_zero(
 async def test_a_total_that_disagrees_with_the_rows(
     fake: FakeRocketChat, tmp_path: Path, skew: int
 ) -> None:
-    from exporter.demo import make_world
+    from exporter.fake import make_world
 
     fake.world = make_world(rows=260, departments=4, seed=4)
     fake.settings.total_skew = skew

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from exporter.config import Secret, load_config, redacted_dump
-from exporter.demo import ApiUser, FakeRocketChat, Reply, ServerSettings
+from exporter.fake import ApiUser, FakeRocketChat, Reply, ServerSettings
 from exporter.rocketchat.auth import Credentials
 from tests.e2e.conftest import small_world
 from tests.e2e.harness import exporter_config, selected_params

@@ -12,7 +12,7 @@ import pytest
 import trustme
 import yaml
 
-from exporter.demo import FakeRocketChat
+from exporter.fake import FakeRocketChat
 from tests.e2e.harness import exporter_config, exporter_running
 from tests.e2e.test_cli import run_cli, write_config
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from exporter.demo import ApiUser, FakeRocketChat, ServerSettings, World
+from exporter.fake import ApiUser, FakeRocketChat, ServerSettings, World
 
 QueryParams = Mapping[str, str] | Sequence[tuple[str, str]]
 

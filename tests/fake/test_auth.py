@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.demo import ApiUser, Era, ServerSettings
+from exporter.fake import ApiUser, Era, ServerSettings
 
 from . import bot, serve
 

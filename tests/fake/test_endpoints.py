@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from exporter.demo import ApiUser, Era, ServerSettings, World
+from exporter.fake import ApiUser, Era, ServerSettings, World
 
 from . import serve
 

@@ -9,7 +9,7 @@ import time
 import aiohttp
 import pytest
 
-from exporter.demo import Delay, Drop, HugeBody, Reply, ResetMidBody, ServerSettings
+from exporter.fake import Delay, Drop, HugeBody, Reply, ResetMidBody, ServerSettings
 
 from . import serve
 
@@ -150,7 +150,7 @@ async def test_huge_body_survives_a_client_that_stops_reading() -> None:
 
 
 def test_times_must_be_positive() -> None:
-    from exporter.demo import FakeRocketChat, World
+    from exporter.fake import FakeRocketChat, World
 
     with pytest.raises(ValueError, match="times"):
         FakeRocketChat(World()).inject(Drop(), times=0)

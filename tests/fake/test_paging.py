@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.demo import ServerSettings, World, make_world
-from exporter.demo.server import Era
+from exporter.fake import ServerSettings, World, make_world
+from exporter.fake.server import Era
 
 from . import STABLE_SORT, serve
 

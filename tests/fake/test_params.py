@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.demo import ApiUser, Era, ServerSettings
+from exporter.fake import ApiUser, Era, ServerSettings
 
 from . import serve
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from exporter.demo import Agent, Department, ServerSettings, World, make_world
-from exporter.demo.server import Era
+from exporter.fake import Agent, Department, ServerSettings, World, make_world
+from exporter.fake.server import Era
 
 from . import STABLE_SORT, rows_by_key, serve
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from exporter.demo import ApiUser, ServerSettings
+from exporter.fake import ApiUser, ServerSettings
 
 from . import FakeClock, serve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from exporter.demo import ApiUser
+from exporter.fake import ApiUser
 
 from . import STABLE_SORT, serve
 

@@ -7,7 +7,7 @@ import random
 
 import aiohttp
 
-from exporter.demo import Simulation, World, build_demo_world, start_demo_server
+from exporter.fake import Simulation, World, build_demo_world, start_demo_server
 
 
 def test_demo_world_holds_the_cases_the_exporter_must_handle() -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exporter.demo import World, make_world
+from exporter.fake import World, make_world
 
 
 def test_ids_look_like_rocketchat_ids() -> None:

@@ -5,7 +5,7 @@ What it runs:
 - the exporter with every collector polling every second, in pages of 5 rows (so one poll is
   several requests), started through tests/soak/instrumented.py, which only adds a count of
   its asyncio tasks written to a file;
-- a simulated team (exporter.demo.Simulation) changing the data every half second;
+- a simulated team (exporter.fake.Simulation) changing the data every half second;
 - faults, one every `fault_every` seconds on average, on a random endpoint (or all of them):
   5xx, 429 with a reset time, dropped and reset connections, truncated, non-JSON and wrongly
   typed bodies, a 200 MiB body, answers slower than the timeout, a revoked token, and an
@@ -55,7 +55,7 @@ import aiohttp
 import yaml
 
 from exporter.config import format_duration, parse_duration
-from exporter.demo import (
+from exporter.fake import (
     ApiUser,
     Delay,
     Drop,

@@ -1,6 +1,6 @@
 """A fake Rocket.Chat REST API for the livechat endpoints the exporter reads.
 
-It answers from a :class:`~exporter.demo.world.World` that is read afresh on every request, and
+It answers from a :class:`~exporter.fake.world.World` that is read afresh on every request, and
 follows /work/shared/rocketchat-api.md ("§n" below) as closely as a fake needs to: the era
 differences (§0, §4), paging and sort parsing (§2), the rate limiter and its headers (§3),
 authentication and the exact error bodies (§4), and the row shapes of ``livechat/queue`` (§1).
@@ -35,7 +35,7 @@ import msgspec
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiMapping
 
-from exporter.demo.world import Agent, Department, Inquiry, World, is_routable
+from exporter.fake.world import Agent, Department, Inquiry, World, is_routable
 
 Era: TypeAlias = Literal["E1", "E2", "E3", "E4", "E5", "E6"]
 """Code eras of §0. E3 and E4 behave exactly like E5 for everything this fake emulates."""

@@ -1,15 +1,15 @@
 """A faithful fake of Rocket.Chat's livechat REST API, and a simulated team to serve with it.
 
-- :mod:`exporter.demo.world`: the data (departments, agents, rooms, inquiries) that tests
+- :mod:`exporter.fake.world`: the data (departments, agents, rooms, inquiries) that tests
   change directly between polls, plus :func:`make_world` for large worlds.
-- :mod:`exporter.demo.server`: :class:`FakeRocketChat`, an aiohttp app answering
+- :mod:`exporter.fake.server`: :class:`FakeRocketChat`, an aiohttp app answering
   ``/api/v1/livechat/*`` and ``/api/v1/login`` per era as /work/shared/rocketchat-api.md
   describes, with a request log and fault injection.
-- :mod:`exporter.demo.simulation`: :func:`build_demo_world`, :class:`Simulation` and
+- :mod:`exporter.fake.simulation`: :func:`build_demo_world`, :class:`Simulation` and
   :func:`start_demo_server` for the exporter's ``--demo`` mode.
 """
 
-from exporter.demo.server import (
+from exporter.fake.server import (
     ALL_PERMISSIONS,
     SUPERVISOR_PERMISSIONS,
     ApiUser,
@@ -24,8 +24,8 @@ from exporter.demo.server import (
     ResetMidBody,
     ServerSettings,
 )
-from exporter.demo.simulation import DemoServer, Simulation, build_demo_world, start_demo_server
-from exporter.demo.world import Agent, Department, Inquiry, Room, World, make_world
+from exporter.fake.simulation import DemoServer, Simulation, build_demo_world, start_demo_server
+from exporter.fake.world import Agent, Department, Inquiry, Room, World, make_world
 
 __all__ = [
     "ALL_PERMISSIONS",

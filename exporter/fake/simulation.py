@@ -12,8 +12,8 @@ import contextlib
 import random
 from dataclasses import dataclass, field
 
-from exporter.demo.server import ALL_PERMISSIONS, ApiUser, FakeRocketChat, ServerSettings
-from exporter.demo.world import Agent, AgentStatus, Inquiry, World
+from exporter.fake.server import ALL_PERMISSIONS, ApiUser, FakeRocketChat, ServerSettings
+from exporter.fake.world import Agent, AgentStatus, Inquiry, World
 
 DEMO_USER_ID = "DemoSupervisor001"
 DEMO_TOKEN = "demo-personal-access-token-not-a-secret-000"
