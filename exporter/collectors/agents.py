@@ -24,6 +24,9 @@ PERMISSION = (
     "before 5.0)"
 )
 STABLE_SORT = '{"_id":1}'
+# count=0 is a 400 on every server with Users.findAgentsWithDepartments (its $facet gets a
+# literal 0 as $limit): page with the server's upper limit instead.
+UNLIMITED_REFUSED_PAGE_SIZE = 100
 
 
 def agent_id(agent: Agent) -> str:
@@ -36,7 +39,7 @@ class AgentsCollector:
 
     def __init__(self, client: RocketChatClient, poll: PollConfig) -> None:
         self._client = client
-        self._page_size = poll.page_size
+        self._page_size = poll.page_size or UNLIMITED_REFUSED_PAGE_SIZE
 
     async def poll(self) -> Answer[Families]:
         # No filter parameters: older servers reject the newer ones (onlyAvailable,
