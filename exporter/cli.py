@@ -24,6 +24,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.collectors import Collector
 from exporter.collectors.agents import AgentsCollector
+from exporter.collectors.conversations import ConversationsCollector
 from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.inquiries import InquiriesCollector
 from exporter.collectors.queue import QueueCollector
@@ -32,6 +33,7 @@ from exporter.config import (
     CollectorsConfig,
     Config,
     ConfigError,
+    ConversationsConfig,
     PollConfig,
     Secret,
     describe,
@@ -204,7 +206,11 @@ def make_collectors(config: Config, client: RocketChatClient) -> list[Collector]
     if enabled.inquiries.enabled:
         collectors.append(InquiriesCollector(client, config.poll, departments))
     if enabled.agents.enabled:
-        collectors.append(AgentsCollector(client, config.poll))
+        collectors.append(AgentsCollector(client, config.poll, departments))
+    if enabled.conversations.enabled:  # conv
+        collectors.append(
+            ConversationsCollector(client, config.poll, enabled.conversations, departments)
+        )
     return collectors
 
 
@@ -229,7 +235,12 @@ def demo_config(config: Config, url: str, user_id: str, token: str) -> Config:
         config,
         poll=PollConfig(interval=DEMO_INTERVAL),
         source="(demo)",
-        collectors=CollectorsConfig(queue=on, inquiries=on, agents=on),
+        collectors=CollectorsConfig(
+            queue=on,
+            inquiries=on,
+            agents=on,
+            conversations=ConversationsConfig(enabled=True, interval=DEMO_INTERVAL),
+        ),
     )
 
 

@@ -7,6 +7,7 @@ line naming the key and what is wrong; the command line turns it into exit code 
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ ENV_USER_ID = "ROCKETCHAT_USER_ID"
 ENV_AUTH_TOKEN = "ROCKETCHAT_AUTH_TOKEN"
 ENV_PASSWORD = "ROCKETCHAT_PASSWORD"
 
-COLLECTOR_NAMES = ("queue", "inquiries", "agents")
+COLLECTOR_NAMES = ("queue", "inquiries", "agents", "conversations")
 
 
 class ConfigError(Exception):
@@ -99,11 +100,29 @@ class CollectorConfig:
     interval: float | None = None  # None: poll.interval
 
 
+# Histogram upper bounds in seconds (contract.md): answered-within-T needs T to be a bound.
+FIRST_RESPONSE_BUCKETS = (15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+DURATION_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
+
+
+@dataclass(frozen=True)
+class ConversationsConfig(CollectorConfig):
+    """The conversations collector: off by default, its own 1m interval (conversations.md)."""
+
+    enabled: bool = False
+    interval: float | None = 60.0
+    first_response_buckets: tuple[float, ...] = FIRST_RESPONSE_BUCKETS
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    lookback: float = 300.0  # re-read this long before each window: late closes count once
+    max_catch_up: float = 3600.0  # after failed polls, read back at most this far
+
+
 @dataclass(frozen=True)
 class CollectorsConfig:
     queue: CollectorConfig = field(default_factory=lambda: CollectorConfig(True))
     inquiries: CollectorConfig = field(default_factory=lambda: CollectorConfig(False))
     agents: CollectorConfig = field(default_factory=lambda: CollectorConfig(False))
+    conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
     # How often inquiries refreshes department names from livechat/department (slow on purpose).
     department_refresh: float = 600.0
 
@@ -321,12 +340,50 @@ def _read_collector(parent: _Section, name: str, default: CollectorConfig) -> Co
     return config
 
 
+def _read_conversations(parent: _Section, default: ConversationsConfig) -> ConversationsConfig:
+    """`conversations: true`, or the long form with its own keys (contract.md)."""
+    raw = parent.raw.get("conversations")
+    if raw is None or isinstance(raw, bool):
+        return parent.take(
+            "conversations", default, lambda v, k: ConversationsConfig(enabled=_boolean(v, k))
+        )
+    if not isinstance(raw, Mapping):
+        parent.read.add("conversations")
+        raise ConfigError(
+            parent.key("conversations"), f"must be true, false or a mapping, not {_kind(raw)}"
+        )
+    section = parent.section("conversations")
+    config = ConversationsConfig(
+        enabled=section.take("enabled", True, _boolean),
+        interval=section.take("interval", default.interval, _duration),
+        first_response_buckets=section.take(
+            "first_response_buckets", default.first_response_buckets, _buckets
+        ),
+        duration_buckets=section.take("duration_buckets", default.duration_buckets, _buckets),
+        lookback=section.take("lookback", default.lookback, _duration),
+        max_catch_up=section.take("max_catch_up", default.max_catch_up, _duration),
+    )
+    section.finish()
+    return config
+
+
+def _buckets(value: object, key: str) -> tuple[float, ...]:
+    """A non-empty list of durations in increasing order: histogram upper bounds."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, f"must be a non-empty list of durations, not {_kind(value)}")
+    bounds = tuple(_duration(item, f"{key}[{n}]") for n, item in enumerate(value))
+    if any(b <= 0 for b in bounds) or any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise ConfigError(key, "must be durations above 0s in increasing order")
+    return bounds
+
+
 def _read_collectors(section: _Section) -> CollectorsConfig:
     defaults = CollectorsConfig()
     collectors = CollectorsConfig(
         queue=_read_collector(section, "queue", defaults.queue),
         inquiries=_read_collector(section, "inquiries", defaults.inquiries),
         agents=_read_collector(section, "agents", defaults.agents),
+        conversations=_read_conversations(section, defaults.conversations),
         department_refresh=section.take("department_refresh", 600.0, _duration),
     )
     section.finish()
@@ -340,6 +397,13 @@ def _check_values(config: Config, demo: bool) -> None:
         own = getattr(config.collectors, name).interval
         if own is not None:
             _check_interval(f"collectors.{name}.interval", own)
+    conversations = config.collectors.conversations
+    if conversations.lookback < 0:
+        raise ConfigError("collectors.conversations.lookback", "must be 0s or more")
+    if conversations.max_catch_up < config.interval_of("conversations"):
+        raise ConfigError(
+            "collectors.conversations.max_catch_up", "must be at least the collector's interval"
+        )
     if config.collectors.department_refresh < 10:
         raise ConfigError("collectors.department_refresh", "must be 10s or more")
     if rc.timeout <= 0:
@@ -499,6 +563,17 @@ def redacted_dump(config: Config) -> dict[str, Any]:
             "queue": collector(col.queue),
             "inquiries": collector(col.inquiries),
             "agents": collector(col.agents),
+            "conversations": {
+                **collector(col.conversations),
+                "first_response_buckets": [
+                    format_duration(b) for b in col.conversations.first_response_buckets
+                ],
+                "duration_buckets": [
+                    format_duration(b) for b in col.conversations.duration_buckets
+                ],
+                "lookback": format_duration(col.conversations.lookback),
+                "max_catch_up": format_duration(col.conversations.max_catch_up),
+            },
             "department_refresh": format_duration(col.department_refresh),
         },
     }

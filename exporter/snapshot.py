@@ -10,22 +10,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 # One sample: its label values (in the family's label order) and its value.
 Sample = tuple[tuple[str, ...], float]
+# A histogram's sample carries two more label values after the family's: the sample's suffix
+# ("_bucket", "_sum", "_count") and its `le` ("" except on buckets).
+Kind = Literal["gauge", "counter", "histogram"]
 
 
 @dataclass(frozen=True, slots=True)
 class Family:
-    """One gauge family with all its samples."""
+    """One metric family with all its samples (a counter's name ends in _total)."""
 
     name: str
     documentation: str
     label_names: tuple[str, ...]
     samples: tuple[Sample, ...]
+    kind: Kind = "gauge"
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -69,7 +74,30 @@ class FamilySlice(Collector):
         self._samples = samples
 
     def collect(self) -> Iterator[Metric]:
-        yield gauge(self._family, self._samples)
+        yield metric_of(self._family, self._samples)
+
+
+def metric_of(family: Family, samples: Iterable[Sample]) -> Metric:
+    if family.kind == "counter":
+        counter = CounterMetricFamily(family.name, family.documentation, labels=family.label_names)
+        for labels, value in samples:
+            counter.add_metric(labels, value)
+        return counter
+    if family.kind == "histogram":
+        return histogram(family, samples)
+    return gauge(family, samples)
+
+
+def histogram(family: Family, samples: Iterable[Sample]) -> Metric:
+    metric = Metric(family.name, family.documentation, "histogram")
+    width = len(family.label_names)
+    for labels, value in samples:
+        named = dict(zip(family.label_names, labels[:width], strict=True))
+        suffix, le = labels[width], labels[width + 1]
+        if le:
+            named["le"] = le
+        metric.add_sample(family.name + suffix, named, value)
+    return metric
 
 
 def gauge(family: Family, samples: Iterable[Sample]) -> GaugeMetricFamily:

@@ -6,9 +6,10 @@ agents who hold a chat.
 from __future__ import annotations
 
 from exporter.collectors import poll_failed
+from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.paging import fetch_all
 from exporter.config import PollConfig
-from exporter.rocketchat.answers import Answer
+from exporter.rocketchat.answers import Answer, Request
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import Agent, AgentsPage
 from exporter.snapshot import Families, Family, Interner
@@ -19,6 +20,14 @@ AGENT_STATUS_HELP = (
     "omnichannel availability (livechat_status), from livechat/users/agent."
 )
 LABELS = ("agent_id", "agent", "status", "livechat_status")
+DEPARTMENT_AGENTS = "rocketchat_livechat_department_agents"
+DEPARTMENT_AGENTS_HELP = (
+    "Agents of the department by presence (status) and omnichannel availability "
+    "(livechat_status), from each agent's departments in livechat/users/agent."
+)
+DEPARTMENT_LABELS = ("department_id", "department", "status", "livechat_status")
+# Kept at 0 for every known department: an alert on "waiting, nobody online and available".
+READY = ("online", "available")
 PERMISSION = (
     "transfer-livechat-guest or edit-omnichannel-contact (manage-livechat-agents on servers "
     "before 5.0)"
@@ -37,11 +46,20 @@ class AgentsCollector:
     name = "agents"
     endpoint = "livechat/users/agent"
 
-    def __init__(self, client: RocketChatClient, poll: PollConfig) -> None:
+    def __init__(
+        self,
+        client: RocketChatClient,
+        poll: PollConfig,
+        departments: DepartmentDirectory | None = None,
+    ) -> None:
         self._client = client
+        self._departments = departments
         self._page_size = poll.page_size or UNLIMITED_REFUSED_PAGE_SIZE
 
     async def poll(self) -> Answer[Families]:
+        lookups: tuple[Request, ...] = ()
+        if self._departments is not None:  # names for the per-department series
+            lookups = await self._departments.refresh_if_due(self._client)
         # No filter parameters: older servers reject the newer ones (onlyAvailable,
         # showIdleAgents) with a 400, and the defaults already list every agent.
         answer = await fetch_all(
@@ -54,7 +72,7 @@ class AgentsCollector:
             key=agent_id,
         )
         if answer.data is None:
-            return poll_failed(answer, PERMISSION)
+            return poll_failed(answer, PERMISSION).with_requests(lookups)
         intern = Interner()
         samples = tuple(
             (
@@ -69,4 +87,27 @@ class AgentsCollector:
             for agent in answer.data.rows
         )
         family = Family(AGENT_STATUS, AGENT_STATUS_HELP, LABELS, samples)
-        return answer.carrying((family,))
+        families: Families = (family, self._per_department(answer.data.rows, intern))
+        return answer.carrying(families).with_requests(lookups)
+
+    def _per_department(self, agents: list[Agent], intern: Interner) -> Family:
+        counts: dict[tuple[str, str, str], int] = {}
+        if self._departments is not None:
+            for department in self._departments.known():
+                counts[(department, *READY)] = 0
+        for agent in agents:
+            status = intern(agent.status or "")
+            livechat = intern(agent.status_livechat or "")
+            for department in set(agent.departments or ()):
+                key = (department, status, livechat)
+                counts[key] = counts.get(key, 0) + 1
+        name = self._departments.name_of if self._departments is not None else _no_name
+        samples = tuple(
+            ((d, name(d), status, livechat), float(n))
+            for (d, status, livechat), n in sorted(counts.items())
+        )
+        return Family(DEPARTMENT_AGENTS, DEPARTMENT_AGENTS_HELP, DEPARTMENT_LABELS, samples)
+
+
+def _no_name(_: str) -> str:
+    return ""

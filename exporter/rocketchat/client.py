@@ -11,6 +11,7 @@ by <redacted> before the quote is cut, so not even a part of one gets through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import re
@@ -91,6 +92,9 @@ class RocketChatClient:
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._gates: dict[str, float] = {}  # endpoint -> clock() before which nothing is sent
+        # Server Date minus local time.time(), from the latest answer: windows on the server's
+        # clock (the conversations collector). None until an answer with a Date came.
+        self.server_clock_offset: float | None = None
 
     async def __aenter__(self) -> RocketChatClient:
         self._session = aiohttp.ClientSession(
@@ -209,6 +213,7 @@ class RocketChatClient:
                 method, url, params=params, headers=headers, json=json_body, allow_redirects=False
             ) as response:
                 requests.append((endpoint, str(response.status)))
+                self._note_server_date(response.headers)
                 limit = self._max_body if response.status < 300 else MAX_ERROR_BODY_BYTES
                 body = await _read_body(response, limit, strict=response.status < 300)
                 return _Reply(response.status, response.headers, body)
@@ -233,6 +238,22 @@ class RocketChatClient:
         except (aiohttp.ClientError, OSError) as error:
             _note_no_answer(endpoint, requests, sent)
             return Answer(Outcome.NETWORK_ERROR, None, _reason(error))
+
+    def server_time(self) -> float | None:
+        """Now on the server's clock, from its last Date header (1 s resolution, so this lags
+        by up to a second); None before any answer carried one."""
+        if self.server_clock_offset is None:
+            return None
+        return time.time() + self.server_clock_offset
+
+    def _note_server_date(self, headers: CIMultiDictProxy[str]) -> None:
+        date = headers.get("Date")
+        if not date:
+            return
+        with contextlib.suppress(TypeError, ValueError):  # a broken Date keeps the last offset
+            self.server_clock_offset = (
+                email.utils.parsedate_to_datetime(date).timestamp() - time.time()
+            )
 
     def _update_gate(self, endpoint: str, answer: Answer[Any]) -> None:
         limit = answer.rate_limit

@@ -82,6 +82,8 @@ class Agent(msgspec.Struct, gc=False, kw_only=True):
     username: str | None = None
     status: str | None = None  # presence: online, away, busy, offline
     status_livechat: str | None = msgspec.field(name="statusLivechat", default=None)
+    # Department ids, from a $lookup on the agent's department memberships (conversations.md).
+    departments: list[str] | None = None
 
 
 class AgentsPage(Page, kw_only=True):
@@ -106,6 +108,43 @@ class DepartmentsPage(Page, kw_only=True):
     @property
     def rows(self) -> list[Department]:
         return self.departments
+
+
+# --- livechat/rooms (docs/conversations.md) ------------------------------------------------
+# Only what the conversations metrics need. A room also holds the visitor (v.token, name,
+# e-mails, livechatData): those fields are not declared, so msgspec skips them unread.
+
+
+class RoomAgent(msgspec.Struct, gc=False, kw_only=True):
+    id: str = msgspec.field(name="_id", default="")
+    username: str | None = None
+
+
+class RoomResponse(msgspec.Struct, gc=False, kw_only=True):
+    ft: float | None = None  # first agent reply minus the visitor's first message, seconds
+
+
+class RoomMetrics(msgspec.Struct, gc=False, kw_only=True):
+    chat_duration: float | None = msgspec.field(name="chatDuration", default=None)
+    response: RoomResponse | None = None
+
+
+class ClosedRoom(msgspec.Struct, gc=False, kw_only=True):
+    id: str = msgspec.field(name="_id")
+    ts: str | None = None  # creation, ISO 8601
+    closed_at: str = msgspec.field(name="closedAt")
+    department_id: str | None = msgspec.field(name="departmentId", default=None)
+    department: Department | None = None  # {_id, name}, added by the route
+    served_by: RoomAgent | None = msgspec.field(name="servedBy", default=None)
+    metrics: RoomMetrics | None = None
+
+
+class RoomsPage(Page, kw_only=True):
+    rooms: list[ClosedRoom]
+
+    @property
+    def rows(self) -> list[ClosedRoom]:
+        return self.rooms
 
 
 # --- POST login (§4.5) ---------------------------------------------------------------------
