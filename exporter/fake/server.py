@@ -616,6 +616,7 @@ class _Call:
     headers: CIMultiDictProxy[str]
     body: bytes
     rng: random.Random
+    query: MultiMapping[str] | None = None  # conv: the raw query, for livechat/rooms' arrays
 
     def has_any(self, *permissions: str) -> bool:
         return self.user is not None and not self.user.permissions.isdisjoint(permissions)
@@ -1042,6 +1043,7 @@ class FakeRocketChat:
                 _DEPARTMENTS_SCHEMA_E6,
             ),
             _Route("POST", "login", self._login, {}, {}, auth_required=False, adds_success=False),
+            *_conversation_routes(),  # conv: livechat/rooms (exporter/fake/rooms.py)
         ]
         return {(route.method, route.name): route for route in routes}
 
@@ -1123,7 +1125,9 @@ class FakeRocketChat:
             params = _lenient_query(request.query, schema)
         elif params is None:
             params = _validate_query(request.query, schema, settings)  # E5: after the limiter
-        call = _Call(self.world, settings, user, params, request.headers, body, self._rng)
+        call = _Call(
+            self.world, settings, user, params, request.headers, body, self._rng, request.query
+        )  # conv: + request.query
         answer = route.handler(call)
         if route.adds_success:
             answer["success"] = True
@@ -1210,6 +1214,13 @@ class FakeRocketChat:
             body["details"] = details
         body["message"] = message
         return _ApiError(401, body)
+
+
+def _conversation_routes() -> list[_Route]:
+    """conv: livechat/rooms lives in its own module, which imports this one."""
+    from exporter.fake.rooms import ROUTE, AnyName, rooms_route
+
+    return [_Route("GET", ROUTE, rooms_route, AnyName(), AnyName())]
 
 
 @dataclass

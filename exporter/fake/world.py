@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
+from exporter.fake.conversations import Closer, ConversationStore
+
 AgentStatus: TypeAlias = Literal["online", "away", "busy", "offline"]
 LivechatStatus: TypeAlias = Literal["available", "not-available"]
 InquiryStatus: TypeAlias = Literal["queued", "taken"]
@@ -84,6 +86,8 @@ class World:
         self.agents: dict[str, Agent] = {}
         self.rooms: dict[str, Room] = {}
         self.inquiries: dict[str, Inquiry] = {}
+        # conv: every room's lifecycle, closed ones included (livechat/rooms)
+        self.conversations = ConversationStore(clock)
         self._visitors = 0
 
     # --- ids ------------------------------------------------------------------------------
@@ -150,12 +154,19 @@ class World:
             ts=self.clock() if ts is None else ts,
         )
         self.rooms[room.id] = room
+        self.conversations.opened(
+            room.id, room.ts, department_id, self._agent_ref(agent_id)
+        )  # conv
         return room
 
-    def close_room(self, room_id: str, *, forget: bool = False) -> None:
+    def close_room(
+        self, room_id: str, *, forget: bool = False, closer: Closer | None = None
+    ) -> None:
         """Close a room; its inquiry leaves the queue. ``forget`` also drops the room record."""
         room = self.rooms[room_id]
         room.open = False
+        if room_id in self.conversations.rooms:  # conv
+            self.conversations.closed(room_id, closer=closer)
         room.on_hold = False
         for inquiry_id in [i.id for i in self.inquiries.values() if i.room_id == room_id]:
             del self.inquiries[inquiry_id]
@@ -191,7 +202,17 @@ class World:
         inquiry.status = "taken"
         room = self.rooms[inquiry.room_id]
         room.agent_id = agent_id
+        agent = self._agent_ref(agent_id)
+        if agent is not None and room.id in self.conversations.rooms:  # conv
+            self.conversations.served(room.id, agent)
         return room
+
+    def _agent_ref(self, agent_id: str | None) -> tuple[str, str] | None:
+        """conv: (id, username) as servedBy holds it."""
+        if agent_id is None:
+            return None
+        agent = self.agents.get(agent_id)
+        return (agent_id, agent.username if agent is not None else "")
 
     def remove_agent(self, agent_id: str) -> None:
         """Delete the user. Its rooms keep ``servedBy`` pointing at it, as in reality (§1.4)."""
