@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from exporter.collectors import poll_failed
@@ -121,8 +122,11 @@ class ConversationsCollector:
         poll: PollConfig,
         config: ConversationsConfig,
         departments: DepartmentDirectory,
+        server_clock: Callable[[], float | None] | None = None,
     ) -> None:
         self._client = client
+        # Now on the server's clock; tests pass their own.
+        self._server_clock = server_clock or client.server_time
         self._departments = departments
         self._ledger = CloseLedger(config.lookback, config.max_catch_up)
         self._tally = Tally(config.first_response_buckets, config.duration_buckets)
@@ -141,14 +145,14 @@ class ConversationsCollector:
                 extra={"kv": {"skipped": f"{window.skipped_ms / 1000:.0f}s"}},
             )
         answer = await self._read(window)
-        if answer.data is None:
+        if not answer.ok:
             return poll_failed(answer, PERMISSION).with_requests(lookups)
         self._ledger.advance(window.end_ms)
         self._tally.zero_fill(self._departments.known())
         return answer.carrying(self._families()).with_requests(lookups)
 
     def _server_now_ms(self) -> int:
-        now = self._client.server_time()
+        now = self._server_clock()
         return round((now if now is not None else time.time()) * 1000)
 
     async def _read(self, window: Window) -> Answer[None]:
