@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from exporter.fake.world import World
 
 Closer: TypeAlias = Literal["user", "visitor"]
 AgentRef: TypeAlias = tuple[str, str]  # (_id, username)
@@ -145,3 +148,52 @@ class ConversationStore:
             for r in self.rooms.values()
             if r.closed_at is not None and low <= to_ms(r.closed_at) <= high
         )
+
+
+class ConversationLife:
+    """The demo's conversations between a take and a close: agents answer (so the first
+    response histogram fills), visitors write again, a few chats are transferred, and old
+    history is dropped. The world's own steps open, route and close the rooms."""
+
+    RETENTION = 2 * 3600.0
+
+    def __init__(
+        self,
+        world: World,
+        random: Callable[[], float],
+        reply_probability: float = 0.45,
+        visitor_probability: float = 0.15,
+        transfer_probability: float = 0.01,
+    ) -> None:
+        self._world = world
+        self._random = random
+        self._reply = reply_probability
+        self._visitor = visitor_probability
+        self._transfer = transfer_probability
+
+    def step(self) -> None:
+        store = self._world.conversations
+        for room in [r for r in store.rooms.values() if r.open and r.served_by]:
+            if room.waiting_response and self._random() < self._reply:
+                store.agent_reply(room.id)
+            elif not room.waiting_response and self._random() < self._visitor:
+                store.visitor_message(room.id)
+            if self._random() < self._transfer:
+                self._transfer_room(room)
+        store.forget_closed_before(store.clock() - self.RETENTION)
+
+    def _transfer_room(self, room: Conversation) -> None:
+        """Forward to another online agent of the department: servedBy gets a new ts."""
+        live = self._world.rooms.get(room.id)
+        others = [
+            agent
+            for agent in self._world.agents.values()
+            if agent.status == "online"
+            and agent.id != (room.served_by or ("", ""))[0]
+            and (room.department_id is None or room.department_id in agent.department_ids)
+        ]
+        if live is None or not others:
+            return
+        agent = others[int(self._random() * len(others)) % len(others)]
+        live.agent_id = agent.id
+        self._world.conversations.served(room.id, (agent.id, agent.username))

@@ -12,6 +12,7 @@ import contextlib
 import random
 from dataclasses import dataclass, field
 
+from exporter.fake.conversations import ConversationLife
 from exporter.fake.server import ALL_PERMISSIONS, ApiUser, FakeRocketChat, ServerSettings
 from exporter.fake.world import Agent, AgentStatus, Inquiry, World
 
@@ -106,8 +107,16 @@ class Simulation:
     presence_change_probability: float = 0.12
     availability_change_probability: float = 0.08
     hold_toggle_probability: float = 0.05
+    transfer_probability: float = 0.01  # conv: per served chat and step
+    _conversations: ConversationLife = field(init=False)  # conv
+
+    def __post_init__(self) -> None:
+        self._conversations = ConversationLife(  # conv
+            self.world, self.rng.random, transfer_probability=self.transfer_probability
+        )
 
     def step(self) -> None:
+        self._conversations.step()  # conv: replies, transfers (exporter/fake/conversations.py)
         self._visitor_arrives()
         self._some_visitors_give_up()
         self._route_waiting_visitors()

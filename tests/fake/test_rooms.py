@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -212,3 +213,20 @@ def _iso(seconds: float) -> str:
     from exporter.fake.rooms import iso
 
     return iso(seconds)
+
+
+def test_the_demo_world_closes_served_and_unserved_conversations() -> None:
+    from exporter.fake import Simulation, build_demo_world
+
+    clock = FakeClock(T0)
+    world = build_demo_world(seed=11)
+    world.clock = clock
+    world.conversations.clock = clock
+    simulation = Simulation(world, random.Random(11), transfer_probability=0.05)
+    for _ in range(400):
+        clock.advance(2)
+        simulation.step()
+    closed = [r for r in world.conversations.rooms.values() if r.closed_at is not None]
+    assert any(r.served and r.response_ft is not None for r in closed)
+    assert any(not r.served for r in closed)
+    assert any(r.served_ts is not None and r.served_ts > r.ts + 1 for r in closed)
