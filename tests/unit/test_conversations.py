@@ -301,3 +301,44 @@ async def test_visitor_data_is_never_kept(setup: Setup) -> None:
     assert "guest-" not in text
     assert "tkn-" not in text
     assert "example.com" not in text
+
+
+# --- agents per department (the agents collector) -----------------------------------------
+
+
+async def test_department_agents_count_each_agent_in_each_of_its_departments() -> None:
+    from exporter.collectors.agents import AgentsCollector
+
+    world = World(seed=8)
+    sales = world.add_department("Sales").id
+    support = world.add_department("Support").id
+    empty = world.add_department("Billing").id
+    world.add_agent("alice", department_ids=[sales, support])
+    world.add_agent("bob", status="away", department_ids=[sales])
+    world.add_agent("carol", status_livechat="not-available", department_ids=[support])
+    world.add_agent("dave")  # in no department
+    user = ApiUser.supervisor(bypass_rate_limit=True)
+    async with FakeRocketChat(world, users=[user]) as fake:
+        auth = TokenAuth(user.user_id, user.token)
+        async with RocketChatClient(fake.url, auth, 5.0) as client:
+            collector = AgentsCollector(client, PollConfig(), DepartmentDirectory(600))
+            answer = await collector.poll()
+    assert answer.data is not None
+    got = values(answer.data)
+    name = "rocketchat_livechat_department_agents"
+
+    def count(department: str, label: str, status: str, livechat: str) -> float | None:
+        key = labels_of(
+            department_id=department, department=label, status=status, livechat_status=livechat
+        )
+        return got.get((name, key))
+
+    assert count(sales, "Sales", "online", "available") == 1
+    assert count(sales, "Sales", "away", "available") == 1
+    assert count(support, "Support", "online", "available") == 1
+    assert count(support, "Support", "online", "not-available") == 1
+    assert count(empty, "Billing", "online", "available") == 0  # the alert needs the zero
+
+
+def labels_of(**labels: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
