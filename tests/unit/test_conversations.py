@@ -342,3 +342,45 @@ async def test_department_agents_count_each_agent_in_each_of_its_departments() -
 
 def labels_of(**labels: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def _config(conversations: object) -> ConversationsConfig:
+    from exporter.config import parse_config
+
+    raw = {"collectors": {"conversations": conversations}}
+    return parse_config(raw, {}, "test.yaml", demo=True).collectors.conversations
+
+
+def test_conversations_is_off_by_default_with_its_own_minute() -> None:
+    from exporter.config import parse_config
+
+    config = parse_config({}, {}, "test.yaml", demo=True)
+    assert not config.collectors.conversations.enabled
+    assert config.interval_of("conversations") == 60
+
+
+def test_the_long_form_takes_buckets_as_durations() -> None:
+    config = _config({"first_response_buckets": ["30s", "2m"], "lookback": "10m"})
+    assert config.enabled
+    assert config.first_response_buckets == (30.0, 120.0)
+    assert config.lookback == 600
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"duration_buckets": ["5m", "1m"]}, "increasing order"),
+        ({"duration_buckets": []}, "non-empty list"),
+        ({"first_response_buckets": [30]}, "add a unit"),
+        ({"max_catch_up": "10s"}, "at least the collector's interval"),
+        ({"lookbak": "1m"}, 'did you mean "lookback"'),
+    ],
+)
+def test_bad_conversations_keys_are_named(value: object, message: str) -> None:
+    from exporter.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        _config(value)
