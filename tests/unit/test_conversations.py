@@ -384,3 +384,20 @@ def test_bad_conversations_keys_are_named(value: object, message: str) -> None:
 
     with pytest.raises(ConfigError, match=message):
         _config(value)
+
+
+async def test_the_families_render_as_counters_and_histograms_in_openmetrics(setup: Setup) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse
+
+    await poll(setup)
+    setup.clock.now += 1
+    served_and_closed(setup)
+    setup.clock.now += 1
+    text = b"".join(render_text(_snapshot(await poll(setup)), Format.OPENMETRICS)).decode()
+    kinds = {family.name: family.type for family in parse(text + "# EOF\n")}
+    assert kinds == {
+        "rocketchat_livechat_conversations_closed": "counter",
+        "rocketchat_livechat_conversation_first_response_seconds": "histogram",
+        "rocketchat_livechat_conversation_duration_seconds": "histogram",
+        "rocketchat_livechat_agent_conversations_closed": "counter",
+    }
