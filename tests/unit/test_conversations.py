@@ -394,7 +394,7 @@ async def test_the_families_render_as_counters_and_histograms_in_openmetrics(set
     served_and_closed(setup)
     setup.clock.now += 1
     text = b"".join(render_text(_snapshot(await poll(setup)), Format.OPENMETRICS)).decode()
-    kinds = {family.name: family.type for family in parse(text + "# EOF\n")}
+    kinds = {family.name: family.type for family in parse(text + "# EOF\n")}  # type: ignore[no-untyped-call]
     assert kinds == {
         "rocketchat_livechat_conversations_closed": "counter",
         "rocketchat_livechat_conversation_first_response_seconds": "histogram",
