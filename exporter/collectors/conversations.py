@@ -107,9 +107,12 @@ def _duration(room: ClosedRoom) -> float | None:
     metrics = room.metrics
     if metrics is not None and metrics.chat_duration is not None:
         return max(0.0, metrics.chat_duration)
-    if room.ts is None:
+    if room.ts is None or room.closed_at is None:
         return None
-    return max(0.0, (to_ms(room.closed_at) - to_ms(room.ts)) / 1000)
+    try:
+        return max(0.0, (to_ms(room.closed_at) - to_ms(room.ts)) / 1000)
+    except ValueError:
+        return None
 
 
 class ConversationsCollector:
@@ -130,6 +133,7 @@ class ConversationsCollector:
         self._departments = departments
         self._ledger = CloseLedger(config.lookback, config.max_catch_up)
         self._tally = Tally(config.first_response_buckets, config.duration_buckets)
+        self._unreadable = 0  # rooms of this poll without a usable closedAt
         # Only parameters every supported server accepts; departmentId is a plain string.
         self._filters = {"departmentId": poll.department_id} if poll.department_id else {}
         if poll.agent_id:
@@ -144,7 +148,13 @@ class ConversationsCollector:
                 "are not counted",
                 extra={"kv": {"skipped": f"{window.skipped_ms / 1000:.0f}s"}},
             )
+        self._unreadable = 0
         answer = await self._read(window)
+        if self._unreadable:
+            log.warning(
+                "conversations: rooms without a readable closedAt skipped",
+                extra={"kv": {"rooms": self._unreadable}},
+            )
         if not answer.ok:
             return poll_failed(answer, PERMISSION).with_requests(lookups)
         self._ledger.advance(window.end_ms)
@@ -204,11 +214,12 @@ class ConversationsCollector:
         if not self._ledger.is_new(room.id):
             return False
         try:
-            closed = to_ms(room.closed_at)
+            closed = to_ms(room.closed_at) if room.closed_at is not None else None
         except ValueError:
-            log.warning("conversations: room with an unreadable closedAt skipped")
-            return True
-        if window.holds(closed):  # a server that ignored the filter must not count history
+            closed = None
+        if closed is None:
+            self._unreadable += 1
+        elif window.holds(closed):  # a server that ignored the filter must not count history
             self._ledger.record(room.id, closed)
             self._tally.add(room)
         return True

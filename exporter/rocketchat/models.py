@@ -132,7 +132,8 @@ class RoomMetrics(msgspec.Struct, gc=False, kw_only=True):
 class ClosedRoom(msgspec.Struct, gc=False, kw_only=True):
     id: str = msgspec.field(name="_id")
     ts: str | None = None  # creation, ISO 8601
-    closed_at: str = msgspec.field(name="closedAt")
+    # Absent on open rooms, which a server ignoring the filter would list: skipped, not fatal.
+    closed_at: str | None = msgspec.field(name="closedAt", default=None)
     department_id: str | None = msgspec.field(name="departmentId", default=None)
     department: Department | None = None  # {_id, name}, added by the route
     served_by: RoomAgent | None = msgspec.field(name="servedBy", default=None)

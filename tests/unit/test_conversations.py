@@ -5,10 +5,12 @@ The collector talks to the fake on 127.0.0.1 with the world's hand-moved clock a
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from aioresponses import aioresponses
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.closed_rooms import CloseLedger, Histogram, Window, iso_ms, to_ms
@@ -401,3 +403,56 @@ async def test_the_families_render_as_counters_and_histograms_in_openmetrics(set
         "rocketchat_livechat_conversation_duration_seconds": "histogram",
         "rocketchat_livechat_agent_conversations_closed": "counter",
     }
+
+
+# --- answers a real server should not give --------------------------------------------------
+
+ROOMS = re.compile(r"^http://rc\.test/api/v1/livechat/rooms(\?.*)?$")
+DEPARTMENTS = re.compile(r"^http://rc\.test/api/v1/livechat/department(\?.*)?$")
+
+
+def rooms_page(rooms: list[dict[str, object]]) -> dict[str, object]:
+    return {"rooms": rooms, "count": len(rooms), "offset": 0, "total": len(rooms), "success": True}
+
+
+async def test_rooms_outside_the_window_or_without_a_close_are_skipped(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    mock.get(DEPARTMENTS, payload={"departments": [], "total": 0, "success": True}, repeat=True)
+    clock = Clock()
+    collector = ConversationsCollector(
+        client, PollConfig(), ConversationsConfig(enabled=True), DepartmentDirectory(600), clock
+    )
+    mock.get(ROOMS, payload=rooms_page([]))
+    assert (await collector.poll()).ok
+    clock.now += 60
+    inside = iso_ms(round((clock.now - 1) * 1000))
+    rooms: list[dict[str, object]] = [
+        {"_id": "old", "closedAt": "2020-01-01T00:00:00.000Z"},  # the filter was ignored
+        {"_id": "open", "ts": inside},  # no closedAt at all
+        {"_id": "bad", "closedAt": "yesterday"},
+        {"_id": "new", "closedAt": inside, "servedBy": {"_id": "a1", "username": "alice"}},
+    ]
+    mock.get(ROOMS, payload=rooms_page(rooms))
+    answer = await collector.poll()
+    assert answer.data is not None
+    got = values(answer.data)
+    key = (("department", ""), ("department_id", ""), ("outcome", "served"))
+    assert got["rocketchat_livechat_conversations_closed_total", key] == 1
+    assert (
+        "rocketchat_livechat_conversations_closed_total",
+        (*key[:2], ("outcome", "unserved")),
+    ) not in got
+
+
+async def test_a_room_of_the_wrong_shape_fails_the_poll_in_one_line(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    mock.get(DEPARTMENTS, payload={"departments": [], "total": 0, "success": True}, repeat=True)
+    collector = ConversationsCollector(
+        client, PollConfig(), ConversationsConfig(enabled=True), DepartmentDirectory(600), Clock()
+    )
+    mock.get(ROOMS, payload=rooms_page([{"_id": "x", "closedAt": 5}]))
+    answer = await collector.poll()
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+    assert "\n" not in answer.message
