@@ -1,6 +1,6 @@
 """The agents collector: every omnichannel agent with its presence and livechat status, idle
-ones included, from livechat/users/agent (rocketchat-api.md §5.3). livechat/queue lists only
-agents who hold a chat.
+ones included, from livechat/users/agent (docs/rocketchat-api.md, "livechat/users/agent").
+livechat/queue lists only agents who hold a chat.
 """
 
 from __future__ import annotations

@@ -220,8 +220,9 @@ class DemoServer:
 
 
 def demo_user() -> ApiUser:
-    """Every permission the exporter can use, but NOT a rate-limit bypass: the demo shows
-    the ``X-RateLimit-*`` headers (§3) at the default 10 calls per minute."""
+    """Every permission the exporter can use, but NOT a rate-limit bypass: the demo shows the
+    ``X-RateLimit-*`` headers at the default 10 calls per minute (docs/rocketchat-api.md,
+    "Rate limits")."""
     return ApiUser(DEMO_USER_ID, DEMO_TOKEN, "demo.supervisor", set(ALL_PERMISSIONS))
 
 

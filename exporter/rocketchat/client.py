@@ -1,7 +1,7 @@
 """The Rocket.Chat REST client: one aiohttp session, every answer mapped to an `Outcome`.
 
-It also keeps the server's rate limit (rocketchat-api.md §3): after a 429, or an answer saying
-no calls remain, nothing is sent to that endpoint before the window resets.
+It also keeps the server's rate limit (docs/rocketchat-api.md, "Rate limits"): after a 429, or
+an answer saying no calls remain, nothing is sent to that endpoint before the window resets.
 
 An answer's message quotes the server (an error body, the start of a body that is not JSON),
 for the log and the landing page; a credential the server or a proxy echoes back is replaced
@@ -43,9 +43,10 @@ DECODE_IN_THREAD_ABOVE = 1024 * 1024
 # Error answers are only read for their message.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 # Sent after the reset instant, never at it: the server resets its window lazily, on the first
-# request that comes *more* than a window after the last reset (§3).
+# request that comes *more* than a window after the last reset (docs/rocketchat-api.md,
+# "Rate limits").
 RESET_MARGIN = 0.25
-# When a 429 carries no usable reset time: the default window is one minute (§3).
+# When a 429 carries no usable reset time: the default window is one minute ("Rate limits").
 DEFAULT_RATE_LIMIT_WAIT = 60.0
 MAX_RATE_LIMIT_WAIT = 3600.0
 _WAIT_SECONDS_RE = re.compile(r"wait (\d+) seconds")
@@ -365,7 +366,8 @@ def _failure(status: int, error: str) -> tuple[Outcome, str]:
     if status == 429:
         return Outcome.RATE_LIMITED, f"rate limited (429){detail}"
     if status == 400 and "error-not-authorized" in error:
-        # Servers before 4.x check the permission inside the route and answer 400 (§1.1).
+        # Servers before 4.x check the permission inside the route and answer 400
+        # (docs/rocketchat-api.md, "Permissions").
         return Outcome.FORBIDDEN, f"permission missing (400){detail}"
     if status == 404:
         return (
@@ -380,7 +382,8 @@ def _failure(status: int, error: str) -> tuple[Outcome, str]:
 
 
 def _error_text(body: bytes | bytearray, secrets: Sequence[str]) -> str:
-    """The `error` or `message` of an error body in any era's shape (§4), cut to one line."""
+    """The `error` or `message` of an error body in any era's shape, cut to one line
+    (docs/rocketchat-api.md, "Error bodies")."""
     try:
         decoded = msgspec.json.decode(body)
     except msgspec.DecodeError:
@@ -420,8 +423,9 @@ def _rate_limit(headers: CIMultiDictProxy[str]) -> RateLimit | None:
         return None  # the user bypasses the limiter, or it is off
     reset_in = None
     if reset_ms is not None:
-        # The reset is an absolute time in *milliseconds* on the server's clock (§3). Measured
-        # against the server's own Date header, a skewed local clock cannot shorten the wait.
+        # The reset is an absolute time in *milliseconds* on the server's clock ("Rate
+        # limits"). Measured against the server's own Date header, a skewed local clock cannot
+        # shorten the wait.
         reset_in = max(0.0, reset_ms / 1000 - _server_now(headers))
     return RateLimit(limit, remaining, reset_in)
 
@@ -447,6 +451,7 @@ def _int_header(headers: CIMultiDictProxy[str], name: str) -> int | None:
 
 
 def _wait_from_message(message: str) -> float:
-    """A 429 without a usable reset header: the body says 'You must wait N seconds' (§3)."""
+    """A 429 without a usable reset header: the body says 'You must wait N seconds'
+    (docs/rocketchat-api.md, "Rate limits")."""
     match = _WAIT_SECONDS_RE.search(message)
     return float(match.group(1)) if match else DEFAULT_RATE_LIMIT_WAIT

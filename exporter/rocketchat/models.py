@@ -3,8 +3,9 @@
 Decoding validates as it goes: a wrong type anywhere (``chats`` as a string, ``queue`` not a
 list) fails the whole answer with a message naming the path, e.g.
 ``Expected `int`, got `str` - at `$.queue[3].chats```. Unknown fields are ignored, because newer
-servers add some (rocketchat-api.md §1.4). ``gc=False`` on the row types: they hold only strings
-and numbers, and skipping the cycle collector makes a 50,000-row answer decode ~3x faster.
+servers add some (docs/rocketchat-api.md, "livechat/queue"). ``gc=False`` on the row types: they
+hold only strings and numbers, and skipping the cycle collector makes a 50,000-row answer decode
+~3x faster.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Page(msgspec.Struct, kw_only=True):
-    """The paging fields every list endpoint returns (rocketchat-api.md §1.6, §2)."""
+    """The paging fields every list endpoint returns (docs/rocketchat-api.md, "Paging")."""
 
     count: int | None = None
     offset: int | None = None
@@ -25,7 +26,7 @@ class Page(msgspec.Struct, kw_only=True):
     success: bool = True
 
 
-# --- livechat/queue (§1.4) -----------------------------------------------------------------
+# --- livechat/queue ----------------------------------------------------------------------
 
 
 class QueueUser(msgspec.Struct, gc=False, kw_only=True):
@@ -56,7 +57,7 @@ class QueuePage(Page, kw_only=True):
         return self.queue
 
 
-# --- livechat/inquiries.list (§5.1) --------------------------------------------------------
+# --- livechat/inquiries.list -------------------------------------------------------------
 
 
 class Inquiry(msgspec.Struct, gc=False, kw_only=True):
@@ -74,7 +75,7 @@ class InquiriesPage(Page, kw_only=True):
         return self.inquiries
 
 
-# --- livechat/users/agent (§5.3) -----------------------------------------------------------
+# --- livechat/users/agent ----------------------------------------------------------------
 
 
 class Agent(msgspec.Struct, gc=False, kw_only=True):
@@ -94,7 +95,7 @@ class AgentsPage(Page, kw_only=True):
         return self.users
 
 
-# --- livechat/department (§5.4) ------------------------------------------------------------
+# --- livechat/department -----------------------------------------------------------------
 
 
 class Department(msgspec.Struct, gc=False, kw_only=True):
@@ -148,7 +149,7 @@ class RoomsPage(Page, kw_only=True):
         return self.rooms
 
 
-# --- POST login (§4.5) ---------------------------------------------------------------------
+# --- POST login ("Login and tokens") --------------------------------------------------------
 
 
 class LoginData(msgspec.Struct, kw_only=True):
