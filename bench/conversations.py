@@ -9,6 +9,8 @@
    the collector's alone (client, decode, counting, families).
 3. **Rendering**: the exposition of a 1,000-row queue snapshot with and without the
    conversations families (scrapes send these cached bytes, so this is what could change).
+4. **/metrics latency**: the exporter in `--demo` mode, every collector on, with and without
+   `conversations`: `--scrapes` scrapes back to back after 15 s of polling; p50 and p99.
 """
 
 from __future__ import annotations
@@ -203,9 +205,57 @@ def _conversation_families() -> Families:
     return asyncio.run(build())
 
 
+async def scrape_latency(conversations: bool, scrapes: int) -> tuple[float, float, int]:
+    """p50 and p99 in ms of back-to-back scrapes of a demo exporter (a child process)."""
+    import json
+    import os
+    import signal
+    import sys
+    import tempfile
+
+    import aiohttp
+
+    on = {"enabled": True, "interval": "10s"}
+    collectors = {"queue": True, "inquiries": True, "agents": True, "conversations": on}
+    if not conversations:
+        collectors["conversations"] = False
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config:
+        json.dump({"poll": {"interval": "10s"}, "collectors": collectors}, config)
+    command = [sys.executable, "-m", "exporter", "--demo", "--config.file", config.name]
+    command += ["--web.listen-address=127.0.0.1:0", "--log.format=json"]
+    process = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert process.stderr is not None
+        address = ""
+        while not address:
+            line = await asyncio.wait_for(process.stderr.readline(), 20)
+            entry = json.loads(line) if line.startswith(b"{") else {}
+            if entry.get("msg") == "listening":
+                address = str(entry["address"]).split(",")[0].strip()
+        await asyncio.sleep(15)
+        times, size = [], 0
+        async with aiohttp.ClientSession() as session:
+            for _ in range(scrapes):
+                started = time.perf_counter()
+                async with session.get(f"http://{address}/metrics") as response:
+                    size = len(await response.read())
+                times.append((time.perf_counter() - started) * 1000)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        os.unlink(config.name)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1], size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rooms", type=int, default=10_000)
+    parser.add_argument("--scrapes", type=int, default=500)
     args = parser.parse_args()
     counts = asyncio.run(requests_per_poll())
     print(f"requests per poll at 100 closes/min: max {max(counts)}, all {counts}")
@@ -222,6 +272,13 @@ def main() -> None:
         f"{render['render_ms_with']:.2f} ms with conversations "
         f"({render['bytes_without']:.0f} -> {render['bytes_with']:.0f} bytes)"
     )
+    for conversations in (False, True):
+        p50, p99, size = asyncio.run(scrape_latency(conversations, args.scrapes))
+        state = "on " if conversations else "off"
+        print(
+            f"/metrics latency, demo, conversations {state}: p50 {p50:.2f} ms, "
+            f"p99 {p99:.2f} ms, {size} bytes"
+        )
 
 
 if __name__ == "__main__":
