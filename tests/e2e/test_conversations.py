@@ -4,6 +4,7 @@ while rooms close over several polls (docs/conversations.md)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -253,3 +254,35 @@ async def test_a_restart_counts_from_zero_and_nothing_twice(
             scrape.value(CLOSED, department_id=team.sales, department="Sales", outcome="served")
             == 1
         )
+
+
+async def test_a_close_exactly_on_the_edge_between_two_windows_counts_once(
+    team_fake: tuple[Team, FakeRocketChat], tmp_path: Path
+) -> None:
+    """With no lookback the windows meet: both hold their shared instant (inclusive bounds)."""
+    team, fake = team_fake
+    settings = config(fake)
+    settings["collectors"]["conversations"]["lookback"] = "0s"
+    async with running(settings, tmp_path) as exporter:
+        await first_poll(exporter, team)
+        for _ in range(3):
+            await exporter.next_fresh_poll("conversations")
+            last = fake.requests_to("livechat/rooms")[-1].param("closedAt")
+            assert last is not None
+            edge = json.loads(last)["end"]  # the next window starts exactly here
+            room = team.world.open_room(team.alice, team.sales)
+            team.world.conversations.agent_reply(room.id)
+            team.world.conversations.closed(room.id, _seconds(edge))
+            await settled(exporter, team)
+        for _ in range(2):  # later windows no longer hold those instants: still counted once
+            scrape = await exporter.next_fresh_poll("conversations")
+        served = scrape.value(
+            CLOSED, department_id=team.sales, department="Sales", outcome="served"
+        )
+        assert served == 3
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
