@@ -12,8 +12,10 @@ import contextlib
 import random
 from dataclasses import dataclass, field
 
-from exporter.fake.server import ALL_PERMISSIONS, ApiUser, FakeRocketChat, ServerSettings
-from exporter.fake.world import Agent, AgentStatus, Inquiry, World
+from exporter.fake.server import FakeRocketChat
+from exporter.fake.settings import ServerSettings
+from exporter.fake.users import ALL_PERMISSIONS, ApiUser
+from exporter.fake.world import Agent, AgentStatus, Inquiry, World, is_routable
 
 DEMO_USER_ID = "DemoSupervisor001"
 DEMO_TOKEN = "demo-personal-access-token-not-a-secret-000"
@@ -33,7 +35,7 @@ _AGENTS: tuple[tuple[str, AgentStatus, bool, tuple[int, ...], int], ...] = (
     ("ivan.petrov", "busy", True, (1,), 3),
     ("julia.rossi", "offline", True, (2,), 3),  # went offline still holding a chat
     ("karim.haddad", "online", False, (1,), 3),  # online but not available for omnichannel
-    ("lena.fischer", "online", True, (), 2),  # in no department: takes the public queue
+    ("lena.fischer", "online", True, (3,), 2),
 )
 
 # (agent index, department index or None: no department)
@@ -50,9 +52,10 @@ _OPEN_CHATS: tuple[tuple[int, int | None], ...] = (
     (8, 1),
     (9, 2),
     (10, 1),
-    (11, None),
+    (11, 3),
 )
-_QUEUED: tuple[int | None, ...] = (1, 1, 0, None)
+_QUEUED: tuple[int | None, ...] = (1, 1, 0, 3)
+_PICKS_A_DEPARTMENT = 0.8  # the share of visitors who choose one in the widget
 
 _MAX_QUEUED = 12
 _PAUSE_SHARE = 0.25
@@ -68,7 +71,8 @@ def build_demo_world(seed: int = 0) -> World:
     """Twelve agents in four departments, with a dozen chats and a few waiting visitors.
 
     It includes the cases the exporter must get right: an away and a busy agent, an offline
-    agent and a not-available agent who still hold chats, and a chat with no department.
+    agent and a not-available agent who still hold chats. Every chat has a department, as on a
+    real server where rooms without one appear only when no department could take them.
     """
     world = World(seed=seed)
     now = world.clock()
@@ -127,8 +131,16 @@ class Simulation:
         if len(self.world.queued_inquiries()) >= _MAX_QUEUED:
             return
         enabled = [d.id for d in self.world.departments.values() if d.enabled]
-        choices: list[str | None] = [*enabled, None]
-        self.world.queue_inquiry(self.rng.choice(choices))
+        if enabled and self.rng.random() < _PICKS_A_DEPARTMENT:
+            self.world.queue_inquiry(self.rng.choice(enabled))
+        else:
+            self.world.queue_inquiry(self._required_department(enabled))
+
+    def _required_department(self, enabled: list[str]) -> str | None:
+        """``getRequiredDepartment()``: the first enabled department with an online agent;
+        a room goes without a department only when there is none."""
+        online = [a for a in self.world.agents.values() if is_routable(a) and a.status == "online"]
+        return next((d for d in enabled if any(d in a.department_ids for a in online)), None)
 
     def _some_visitors_give_up(self) -> None:
         for inquiry in self.world.queued_inquiries():

@@ -20,7 +20,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.fake import FakeRocketChat, World
+from exporter.fake import World
+from tests.support.faults import InstrumentedFake
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
@@ -207,7 +208,7 @@ def _clean_env() -> dict[str, str]:
 
 
 def exporter_config(
-    fake: FakeRocketChat,
+    fake: InstrumentedFake,
     user_id: str | None = None,
     token: str | None = None,
     **sections: Mapping[str, Any],

@@ -24,10 +24,11 @@ import pytest
 import yaml
 
 from exporter.config import Secret, load_config, redacted_dump
-from exporter.fake import ApiUser, FakeRocketChat, Reply, ServerSettings
+from exporter.fake import ApiUser, ServerSettings
 from exporter.rocketchat.auth import Credentials
 from tests.e2e.conftest import small_world
 from tests.e2e.harness import exporter_config, selected_params
+from tests.support.faults import InstrumentedFake, Reply
 
 TOKEN = "pat-Secret-4f1c2b7e9d0a8c6b5e4f3a2d1c0b9a8e"
 ROTATED = "pat-Rotated-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -186,7 +187,7 @@ SETUPS = [
 
 
 def config_for(
-    setup: Setup, fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+    setup: Setup, fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> tuple[dict[str, Any], dict[str, str]]:
     config = exporter_config(fake, poll={"max_staleness": "1m"})
     rocketchat = config["rocketchat"]
@@ -234,7 +235,7 @@ async def expose(setup: Setup, tmp_path: Path) -> Exposure:
     quote one back (each then shown on the landing page), a revocation, a rotation or a
     refused login; every path visited after each step."""
     bot = ApiUser.supervisor(token=TOKEN, bypass_rate_limit=True, password=PASSWORD)
-    async with FakeRocketChat(small_world(), ServerSettings(), [bot]) as fake:
+    async with InstrumentedFake(small_world(), ServerSettings(), [bot]) as fake:
         config, env = config_for(setup, fake, bot, tmp_path)
         async with exporter_with_logs(config, tmp_path, setup.log_format, env) as run:
             await run.wait_for_polls("success")

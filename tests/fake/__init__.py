@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from exporter.fake import ApiUser, FakeRocketChat, ServerSettings, World
+from exporter.fake import ApiUser, ServerSettings, World
+from tests.support.faults import InstrumentedFake
 
 QueryParams = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -26,6 +27,7 @@ def bot() -> ApiUser:
     return ApiUser.supervisor(bypass_rate_limit=True)
 
 
+ALL_QUERY = {"includeOfflineAgents": "true"}  # every agent's rows, not only the available ones
 STABLE_SORT = '{"chats":-1,"user._id":1,"department._id":1}'  # §1.7
 
 
@@ -43,7 +45,7 @@ class Answer:
 class Client:
     """Speaks to one fake as ``user`` unless told otherwise."""
 
-    def __init__(self, fake: FakeRocketChat, session: aiohttp.ClientSession, user: ApiUser):
+    def __init__(self, fake: InstrumentedFake, session: aiohttp.ClientSession, user: ApiUser):
         self.fake = fake
         self.session = session
         self.user = user
@@ -92,7 +94,7 @@ async def serve(
 ) -> AsyncIterator[Client]:
     """A running fake on 127.0.0.1; the client calls as the first user (default: :func:`bot`)."""
     callers = list(users) if users is not None else [bot()]
-    fake = FakeRocketChat(world or World(seed=1), settings, callers, **fake_options)
+    fake = InstrumentedFake(world or World(seed=1), settings, callers, **fake_options)
     await fake.start()
     try:
         async with aiohttp.ClientSession() as session:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from exporter.fake import ApiUser, Era, ServerSettings, World
+from exporter.fake import ApiUser, ModelEra, ServerSettings, World
 
 from . import serve
 
@@ -153,20 +153,20 @@ async def test_agents_text_filter_matches_username_or_name() -> None:
             },
         ),
         ("E5", False, {"success": False, "error": "unauthorized"}),
-        ("E6", True, {"success": False, "error": "forbidden"}),
+        ("E5", True, {"success": False, "error": "forbidden"}),
     ],
 )
-async def test_agents_permission_per_era(era: Era, v8: bool, body: dict[str, Any]) -> None:
+async def test_agents_permission_per_era(era: ModelEra, v8: bool, body: dict[str, Any]) -> None:
     """§5.3: JS era route-level manage-livechat-agents; newer a bare forbidden()."""
     viewer = ApiUser("ViewerOnly0000001", "token", "viewer", {"view-l-room"})
-    async with serve(settings=ServerSettings(era=era, breaking_v8=v8), users=[viewer]) as client:
+    async with serve(settings=ServerSettings(model=era, breaking_9=v8), users=[viewer]) as client:
         answer = await client.get("livechat/users/agent")
     assert (answer.status, answer.body) == (403, body)
 
 
 async def test_newer_agents_can_be_seen_with_edit_omnichannel_contact() -> None:
     viewer = ApiUser("ContactEditor0001", "token", "editor", {"edit-omnichannel-contact"})
-    async with serve(settings=ServerSettings(era="E5"), users=[viewer]) as client:
+    async with serve(settings=ServerSettings(model="E5"), users=[viewer]) as client:
         answer = await client.get("livechat/users/agent")
     assert answer.status == 200
 
@@ -174,22 +174,23 @@ async def test_newer_agents_can_be_seen_with_edit_omnichannel_contact() -> None:
 NEWER_AGENT_PARAMS = {"onlyAvailable": "true", "showIdleAgents": "false"}
 
 
-async def test_newer_agent_params_work_in_e6() -> None:
+async def test_newer_agent_params_work_in_e5() -> None:
     """§5.3: onlyAvailable and showIdleAgents (booleans) filter the roster."""
     async with serve(roster()) as client:
         answer = await client.get("livechat/users/agent", NEWER_AGENT_PARAMS)
     assert [u["username"] for u in answer.body["users"]] == ["zoe"]
 
 
-async def test_newer_agent_params_are_rejected_by_older_schemas() -> None:
+@pytest.mark.parametrize("era", ["E3", "E4"])
+async def test_newer_agent_params_are_rejected_by_older_schemas(era: ModelEra) -> None:
     """§5.3: older schemas have additionalProperties: false and lack them."""
-    async with serve(roster(), ServerSettings(era="E5")) as client:
+    async with serve(roster(), ServerSettings(model=era)) as client:
         answer = await client.get("livechat/users/agent", NEWER_AGENT_PARAMS)
     assert (answer.status, answer.body["errorType"]) == (400, "invalid-params")
 
 
 async def test_newer_agent_params_are_ignored_in_the_js_era() -> None:
-    async with serve(roster(), ServerSettings(era="E2")) as client:
+    async with serve(roster(), ServerSettings(model="E2")) as client:
         answer = await client.get("livechat/users/agent", NEWER_AGENT_PARAMS)
     assert answer.body["total"] == 3
 
@@ -205,7 +206,7 @@ async def test_exclude_id_leaves_one_agent_out() -> None:
 async def test_boolean_params_must_be_true_or_false() -> None:
     async with serve(roster()) as client:
         answer = await client.get("livechat/users/agent", {"onlyAvailable": "yes"})
-    assert (answer.status, answer.body["error"]) == (400, "must be boolean")
+    assert (answer.status, answer.body["error"]) == (400, "must be boolean [invalid-params]")
 
 
 # --- GET livechat/department (§5.4) --------------------------------------------------------
@@ -253,9 +254,9 @@ async def test_department_filters() -> None:
     assert "Sales" not in [d["name"] for d in excluded.body["departments"]]
 
 
-@pytest.mark.parametrize(("era", "status"), [("E5", 400), ("E6", 200)])
-async def test_show_archived_exists_only_in_e6(era: Era, status: int) -> None:
-    async with serve(departments_world(), ServerSettings(era=era)) as client:
+@pytest.mark.parametrize(("era", "status"), [("E4", 400), ("E5", 200)])
+async def test_show_archived_exists_only_in_e5(era: ModelEra, status: int) -> None:
+    async with serve(departments_world(), ServerSettings(model=era)) as client:
         answer = await client.get("livechat/department", {"showArchived": "true"})
     assert answer.status == status
     if status == 200:

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from exporter.fake import Agent, Department, ServerSettings, World, make_world
-from exporter.fake.server import Era
+from exporter.fake import Agent, Department, ModelEra, ServerSettings, World, make_world
 
 from . import STABLE_SORT, rows_by_key, serve
 
@@ -101,10 +100,10 @@ async def test_department_filter_applies_to_the_room() -> None:
 
 
 @pytest.mark.parametrize(("era", "rows"), [("E1", 0), ("E2", 3), ("E5", 3), ("E6", 3)])
-async def test_literal_undefined_department_is_ignored_from_e2(era: Era, rows: int) -> None:
+async def test_literal_undefined_department_is_ignored_from_e2(era: ModelEra, rows: int) -> None:
     """§1.3 table: E1 filters on any truthy departmentId; E2+ ignore 'undefined'."""
     t = team()
-    async with serve(t.world, ServerSettings(era=era)) as client:
+    async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"departmentId": "undefined"})
     assert answer.body["total"] == rows
 
@@ -130,10 +129,10 @@ async def test_row_fields_come_in_the_documented_order() -> None:
         ("E6", {}),
     ],
 )
-async def test_room_without_department_shape_per_era(era: Era, shape: dict[str, None]) -> None:
+async def test_room_without_department_shape_per_era(era: ModelEra, shape: dict[str, None]) -> None:
     """§1.4: E1/E2 $ifNull gives nulls; E4+ leave the fields out."""
     t = team()
-    async with serve(t.world, ServerSettings(era=era)) as client:
+    async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"agentId": t.alice.id})
     departments = [row["department"] for row in answer.body["queue"]]
     assert shape in departments
@@ -141,12 +140,12 @@ async def test_room_without_department_shape_per_era(era: Era, shape: dict[str, 
 
 @pytest.mark.parametrize(("era", "has_null_name"), [("E1", True), ("E2", True), ("E5", False)])
 async def test_deleted_department_keeps_its_id_and_loses_its_name(
-    era: Era, has_null_name: bool
+    era: ModelEra, has_null_name: bool
 ) -> None:
     """§1.4: ``{"_id": id, "name": null}`` in E1/E2, ``{"_id": id}`` in E4/E5."""
     t = team()
     t.world.remove_department(t.support.id)
-    async with serve(t.world, ServerSettings(era=era)) as client:
+    async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"agentId": t.dave.id})
     expected = {"_id": t.support.id, "name": None} if has_null_name else {"_id": t.support.id}
     assert answer.body["queue"][0]["department"] == expected
@@ -163,12 +162,12 @@ async def test_deleted_department_keeps_its_id_and_loses_its_name(
     ],
 )
 async def test_deleted_agent_is_an_empty_user_only_in_old_eras_with_offline_agents(
-    era: Era, include_offline: str, kept: bool
+    era: ModelEra, include_offline: str, kept: bool
 ) -> None:
     """§1.4: E1/E2 preserve a null user (``user: {}``) when the user match is empty."""
     t = team()
     t.world.remove_agent(t.bob.id)
-    async with serve(t.world, ServerSettings(era=era)) as client:
+    async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"includeOfflineAgents": include_offline})
     users = [row["user"] for row in answer.body["queue"]]
     assert ({} in users) is kept
@@ -181,7 +180,7 @@ async def test_deleted_agents_of_one_department_share_one_row_in_e1_e2() -> None
     t.world.open_room(eve.id, t.sales.id)
     t.world.remove_agent(eve.id)
     t.world.remove_agent(t.bob.id)
-    async with serve(t.world, ServerSettings(era="E2")) as client:
+    async with serve(t.world, ServerSettings(model="E2")) as client:
         answer = await client.queue({"includeOfflineAgents": "true", "departmentId": t.sales.id})
     assert {"chats": 2, "user": {}, "department": {"_id": t.sales.id, "name": "Sales"}} in (
         answer.body["queue"]

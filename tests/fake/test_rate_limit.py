@@ -102,10 +102,11 @@ async def test_unauthenticated_calls_are_not_counted() -> None:
     assert answer.headers["X-RateLimit-Remaining"] == "9"
 
 
-async def test_a_403_is_counted_and_carries_the_headers() -> None:
-    """§3: the permission check comes after the limiter."""
+async def test_a_restivus_403_is_counted_and_carries_the_headers() -> None:
+    """§3: on Restivus the permission check comes after the limiter."""
     nobody = ApiUser("NoPermissions0001", "token", "nobody")
-    async with serve(users=[nobody]) as client:
+    settings = ServerSettings(framework="restivus-ts")
+    async with serve(settings=settings, users=[nobody]) as client:
         answer = await client.queue()
     assert (answer.status, answer.headers["X-RateLimit-Remaining"]) == (403, "9")
 
