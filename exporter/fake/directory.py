@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from exporter.fake.errors import JsonObject, failure
+from exporter.fake.errors import ApiError, JsonObject, failure
 from exporter.fake.query import PAGING, Schema, pagination, parse_sort
 from exporter.fake.routes import Call, Route
 from exporter.fake.settings import ModelEra
@@ -146,6 +146,7 @@ DEPARTMENTS_SCHEMA: Schema = {
     "excludeDepartmentId": "string",
     **PAGING,
 }
+_DEPARTMENT_PERMISSIONS = ("view-livechat-departments", "view-l-room")
 # @rocket.chat/rest-typings 8.8.1, isGETLivechatDepartmentProps
 DEPARTMENTS_SCHEMA_8: Schema = {
     "text": "string",
@@ -159,6 +160,9 @@ DEPARTMENTS_SCHEMA_8: Schema = {
 
 
 def departments(call: Call) -> JsonObject:
+    if call.settings.js_model and not call.has_any(*_DEPARTMENT_PERMISSIONS):
+        # The JavaScript lib checks and throws Error('error-not-authorized'): a 400.
+        raise ApiError(400, {"success": False, "error": "error-not-authorized"})
     page = pagination(call.params, call.settings)
     sort = parse_sort(call.params)
     page.check_for_mongo()
@@ -217,5 +221,5 @@ DEPARTMENT_ROUTE = Route(
     "livechat/department",
     departments,
     {"E1": DEPARTMENTS_SCHEMA, "E5": DEPARTMENTS_SCHEMA_8},
-    lambda model: ("view-livechat-departments", "view-l-room"),
+    lambda model: () if model in ("E1", "E2") else _DEPARTMENT_PERMISSIONS,
 )
