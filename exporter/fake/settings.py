@@ -44,6 +44,10 @@ class ServerSettings:
     total_skew: int = 0  # added to livechat/queue `total`: the E5 page/total race
     latency: float = 0.0  # seconds to wait before answering any request
 
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_ERAS or self.framework not in FRAMEWORKS:
+            raise ValueError(f"no such server: model {self.model!r}, framework {self.framework!r}")
+
     @property
     def hono(self) -> bool:
         return self.framework == "hono"

@@ -224,7 +224,8 @@ class DemoServer:
 
 def demo_user() -> ApiUser:
     """Every permission the exporter can use, but NOT a rate-limit bypass: the demo shows
-    the ``X-RateLimit-*`` headers (§3) at the default 10 calls per minute."""
+    the ``X-RateLimit-*`` headers (docs/rocketchat-api.md, "Rate limits") at the default 10 calls
+    per minute."""
     return ApiUser(DEMO_USER_ID, DEMO_TOKEN, "demo.supervisor", set(ALL_PERMISSIONS))
 
 

@@ -26,7 +26,8 @@ ID_ALPHABET = string.ascii_letters + string.digits
 ID_LENGTH = 17
 
 QueueKey: TypeAlias = tuple[str, str | None]
-"""(agent id, department id or None): one row of ``livechat/queue`` (rocketchat-api.md §1.3)."""
+"""(agent id, department id or None): one row of ``livechat/queue`` (rocketchat-api.md
+docs/rocketchat-api.md, "livechat/queue")."""
 
 
 @dataclass(slots=True)
@@ -34,7 +35,9 @@ class Department:
     id: str
     name: str
     enabled: bool = True
-    archived: bool = False  # newer servers hide archived departments (§5.4 showArchived)
+    # newer servers hide archived departments (docs/rocketchat-api.md, "livechat/department"
+    # showArchived)
+    archived: bool = False
 
 
 @dataclass(slots=True)
@@ -194,11 +197,13 @@ class World:
         return room
 
     def remove_agent(self, agent_id: str) -> None:
-        """Delete the user. Its rooms keep ``servedBy`` pointing at it, as in reality (§1.4)."""
+        """Delete the user. Its rooms keep ``servedBy`` pointing at it, as in reality
+        (docs/rocketchat-api.md, "livechat/queue")."""
         del self.agents[agent_id]
 
     def remove_department(self, department_id: str) -> None:
-        """Delete a department. Rooms and inquiries keep pointing at it (§1.4)."""
+        """Delete a department. Rooms and inquiries keep pointing at it (docs/rocketchat-api.md,
+        "livechat/queue")."""
         del self.departments[department_id]
         for agent in self.agents.values():
             if department_id in agent.department_ids:
@@ -207,14 +212,15 @@ class World:
     # --- the truth that tests compare /metrics with ----------------------------------------
 
     def served_rooms(self) -> Iterator[Room]:
-        """Open rooms with an agent: what ``livechat/queue`` counts (on-hold included, §1.3)."""
+        """Open rooms with an agent: what ``livechat/queue`` counts (on-hold included,
+        docs/rocketchat-api.md, "livechat/queue")."""
         return (r for r in self.rooms.values() if r.open and r.agent_id is not None)
 
     def chats_per_agent_department(self, *, include_offline: bool = True) -> dict[QueueKey, int]:
         """Open served chats per (agent, department) for agents that still exist.
 
         ``include_offline=False`` keeps only agents the default queue call shows: presence not
-        offline and omnichannel status available (§1.4).
+        offline and omnichannel status available (docs/rocketchat-api.md, "livechat/queue").
         """
         counts: dict[QueueKey, int] = {}
         for room in self.served_rooms():
@@ -230,7 +236,8 @@ class World:
 
 
 def is_routable(agent: Agent) -> bool:
-    """What ``livechat/queue`` requires without includeOfflineAgents=true (§1.3)."""
+    """What ``livechat/queue`` requires without includeOfflineAgents=true (docs/rocketchat-api.md,
+    "livechat/queue")."""
     return agent.status != "offline" and agent.status_livechat == "available"
 
 
@@ -247,7 +254,8 @@ _STATUS_WEIGHTS: tuple[tuple[AgentStatus, int], ...] = (
     ("offline", 15),
 )
 _NOT_AVAILABLE_SHARE = 0.15
-# Few distinct values, so most rows tie on `chats` (the §1.7 paging hazard).
+# Few distinct values, so most rows tie on `chats` (the docs/rocketchat-api.md, "livechat/queue"
+# paging hazard).
 _CHATS_WEIGHTS: tuple[tuple[int, int], ...] = ((1, 50), (2, 25), (3, 15), (4, 10))
 
 

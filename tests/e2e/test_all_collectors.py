@@ -150,7 +150,8 @@ async def test_after_a_429_nothing_is_sent_before_the_reset(
         aiohttp.ClientSession() as session,
     ):
         await exporter.wait_for_polls()
-        # Another client on the same IP spends the rest of the window (§3: limits are per IP).
+        # Another client on the same IP spends the rest of the window (docs/rocketchat-api.md, "Rate
+        # limits": limits are per IP).
         for _ in range(3):
             async with session.get(queue_url, headers=headers):
                 pass

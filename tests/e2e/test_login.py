@@ -1,4 +1,5 @@
-"""Password login end to end (rocketchat-api.md §4.5): the real exporter process logs in with
+"""Password login end to end (rocketchat-api.md docs/rocketchat-api.md, "Login and tokens"): the
+real exporter process logs in with
 POST /api/v1/login, uses the session token, logs in again once when it is revoked, and never
 logs in over and over: a refused login waits LOGIN_RETRY_AFTER (15 minutes) or a new password."""
 
@@ -159,7 +160,8 @@ async def test_a_session_refused_at_once_is_not_renewed_at_every_poll(
     fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
     """E.g. a proxy starts dropping X-Auth-Token: the login works, its token never does.
-    Every REST login adds a token to the user's document (§4.5): no login per poll."""
+    Every REST login adds a token to the user's document (docs/rocketchat-api.md, "Login and
+    tokens"): no login per poll."""
     exporter = await start_with_password(fake, tmp_path, PASSWORD)
     try:
         await exporter.wait_for_polls(within=WITHIN)

@@ -1,5 +1,5 @@
 """Tests of the fake Rocket.Chat itself, one behaviour each, checked against the API notes
-(/work/shared/rocketchat-api.md, cited as §n). They double as its documentation.
+(docs/rocketchat-api.md, cited by heading) and docs/fake.md. They double as its documentation.
 
 This module holds the small harness they share: :func:`serve` runs a fake on 127.0.0.1 and
 yields a :class:`Client` that speaks to it as a given user.
@@ -23,12 +23,14 @@ QueryParams = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 def bot() -> ApiUser:
-    """The default caller: a supervisor that the rate limiter leaves alone (§3)."""
+    """The default caller: a supervisor that the rate limiter leaves alone (docs/rocketchat-api.md,
+    "Rate limits")."""
     return ApiUser.supervisor(bypass_rate_limit=True)
 
 
 ALL_QUERY = {"includeOfflineAgents": "true"}  # every agent's rows, not only the available ones
-STABLE_SORT = '{"chats":-1,"user._id":1,"department._id":1}'  # §1.7
+# docs/rocketchat-api.md, "livechat/queue"
+STABLE_SORT = '{"chats":-1,"user._id":1,"department._id":1}'
 
 
 @dataclass(frozen=True)

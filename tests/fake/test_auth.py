@@ -92,7 +92,8 @@ async def test_missing_view_l_room_is_a_403_from_e2(settings: ServerSettings, co
 
 
 async def test_missing_view_l_room_is_a_400_in_e1() -> None:
-    """§1.1: E1 checks inside the lib and turns the Error into a 400."""
+    """docs/rocketchat-api.md, "livechat/queue": E1 checks inside the lib and turns the Error into a
+    400."""
     user = ApiUser("NoPermissions0001", "token", "nobody")
     async with serve(settings=ServerSettings(model="E1"), users=[user]) as client:
         answer = await client.queue()
@@ -103,7 +104,8 @@ async def test_missing_view_l_room_is_a_400_in_e1() -> None:
 
 
 async def test_e1_parses_the_sort_before_checking_the_permission() -> None:
-    """§1.1: E1's route parses paging and sort, then the lib checks the permission."""
+    """docs/rocketchat-api.md, "livechat/queue": E1's route parses paging and sort, then the lib
+    checks the permission."""
     user = ApiUser("NoPermissions0001", "token", "nobody")
     async with serve(settings=ServerSettings(model="E1"), users=[user]) as client:
         answer = await client.queue({"sort": "bad"})
@@ -118,7 +120,8 @@ async def test_unknown_path_is_a_json_404() -> None:
     assert wrong_method.status == 404
 
 
-# --- POST /api/v1/login (§4.5) -------------------------------------------------------------
+# --- POST /api/v1/login (docs/rocketchat-api.md, "Login and tokens")
+# -------------------------------------------------------------
 
 
 def password_user(**options: Any) -> ApiUser:
@@ -146,14 +149,15 @@ async def test_login_issues_a_token_that_authenticates(field: str) -> None:
 
 
 async def test_login_answer_adds_success_on_hono() -> None:
-    """§4.5: the newest ApiClass adds ``success: true``."""
+    """docs/rocketchat-api.md, "Login and tokens": the newest ApiClass adds ``success: true``."""
     async with serve(users=[password_user()]) as client:
         answer = await client.request("POST", "login", json={"user": "bot", "password": "s3cret"})
     assert answer.body["success"] is True
 
 
 async def test_every_login_adds_another_valid_token() -> None:
-    """§4.5: each REST login adds a resume token; earlier ones stay valid."""
+    """docs/rocketchat-api.md, "Login and tokens": each REST login adds a resume token; earlier ones
+    stay valid."""
     async with serve(users=[password_user()]) as client:
         tokens = [
             (
@@ -193,7 +197,8 @@ async def test_login_with_a_wrong_password_is_a_401(
 
 
 async def test_login_of_an_unknown_user_says_unauthorized() -> None:
-    """§4.5: "User not found" is replaced by "Unauthorized"."""
+    """docs/rocketchat-api.md, "Login and tokens": "User not found" is replaced by
+    "Unauthorized"."""
     async with serve(
         users=[password_user()], settings=ServerSettings(framework="restivus-ts")
     ) as client:
@@ -205,7 +210,8 @@ async def test_login_of_an_unknown_user_says_unauthorized() -> None:
 
 
 async def test_login_with_totp_needs_a_code() -> None:
-    """§4.5: 401 totp-required without a code, totp-invalid with a wrong one."""
+    """docs/rocketchat-api.md, "Login and tokens": 401 totp-required without a code, totp-invalid
+    with a wrong one."""
     async with serve(users=[password_user(totp_required=True)]) as client:
         answer = await client.request("POST", "login", json={"user": "bot", "password": "s3cret"})
     assert answer.status == 401
@@ -228,7 +234,8 @@ async def test_login_with_a_wrong_totp_code_is_totp_invalid() -> None:
 
 @pytest.mark.parametrize("where", ["body", "header"])
 async def test_login_with_the_right_totp_code_succeeds(where: str) -> None:
-    """§4.5: the code goes in ``code`` or in the X-2fa-code header."""
+    """docs/rocketchat-api.md, "Login and tokens": the code goes in ``code`` or in the X-2fa-code
+    header."""
     credentials: dict[str, str] = {"user": "bot", "password": "s3cret"}
     headers = {}
     if where == "body":
@@ -241,7 +248,8 @@ async def test_login_with_the_right_totp_code_succeeds(where: str) -> None:
 
 
 async def test_a_personal_access_token_works_without_totp() -> None:
-    """§4.5: GET endpoints are not 2FA-protected; an existing token just works."""
+    """docs/rocketchat-api.md, "Login and tokens": GET endpoints are not 2FA-protected; an existing
+    token just works."""
     user = ApiUser.supervisor(totp_required=True, bypass_rate_limit=True)
     async with serve(users=[user]) as client:
         assert (await client.queue()).status == 200

@@ -101,3 +101,14 @@ async def test_memoized_queries_answer_the_same_rows_for_a_fixed_world() -> None
         world.open_room(next(iter(world.agents)), None)  # not seen: the answer is cached
         second = await client.queue(ALL_QUERY)
     assert first.body == second.body
+
+
+@pytest.mark.parametrize(("model", "framework"), [("E6", "hono"), ("E5", "express")])
+def test_servers_that_never_existed_are_refused(model: str, framework: str) -> None:
+    with pytest.raises(ValueError, match="no such server"):
+        ServerSettings(model=model, framework=framework)  # type: ignore[arg-type]
+
+
+def test_the_default_server_is_the_newest_released_one() -> None:
+    settings = ServerSettings()
+    assert (settings.model, settings.framework, settings.breaking_9) == ("E5", "hono", False)

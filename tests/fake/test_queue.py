@@ -1,4 +1,5 @@
-"""GET /api/v1/livechat/queue: the aggregation, filters, row shapes and sort (§1)."""
+"""GET /api/v1/livechat/queue: the aggregation, filters, row shapes and sort
+(docs/rocketchat-api.md, "livechat/queue")."""
 
 from __future__ import annotations
 
@@ -31,18 +32,21 @@ def team() -> Team:
     carol = world.add_agent("carol", status_livechat="not-available")
     dave = world.add_agent("dave", status="away", department_ids=[support.id])
     world.open_room(alice.id, sales.id)
-    world.open_room(alice.id, sales.id, on_hold=True)  # on hold still counts (§1.3)
+    # on hold still counts (docs/rocketchat-api.md, "livechat/queue")
+    world.open_room(alice.id, sales.id, on_hold=True)
     world.open_room(alice.id, None)
     world.open_room(bob.id, sales.id)
     world.open_room(carol.id, support.id)
     world.open_room(dave.id, support.id)
     world.close_room(world.open_room(dave.id, support.id).id)  # closed: not counted
-    world.queue_inquiry(sales.id)  # waiting, no servedBy: not counted (§1.3)
+    # waiting, no servedBy: not counted (docs/rocketchat-api.md, "livechat/queue")
+    world.queue_inquiry(sales.id)
     return Team(world, sales, support, alice, bob, carol, dave)
 
 
 async def test_counts_open_served_rooms_per_agent_and_department() -> None:
-    """§1.3: one row per (agent, department); on-hold counted; closed and queued not."""
+    """docs/rocketchat-api.md, "livechat/queue": one row per (agent, department); on-hold counted;
+    closed and queued not."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"includeOfflineAgents": "true"})
@@ -57,7 +61,8 @@ async def test_counts_open_served_rooms_per_agent_and_department() -> None:
 
 
 async def test_default_hides_offline_and_not_available_agents() -> None:
-    """§1.4: without includeOfflineAgents, only presence != offline and statusLivechat available."""
+    """docs/rocketchat-api.md, "livechat/queue": without includeOfflineAgents, only presence !=
+    offline and statusLivechat available."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue()
@@ -66,7 +71,8 @@ async def test_default_hides_offline_and_not_available_agents() -> None:
 
 @pytest.mark.parametrize("flag", ["True", "1", "yes", "TRUE", ""])
 async def test_include_offline_agents_needs_the_exact_string_true(flag: str) -> None:
-    """§1.1: the route passes ``includeOfflineAgents === 'true'``."""
+    """docs/rocketchat-api.md, "livechat/queue": the route passes ``includeOfflineAgents ===
+    'true'``."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"includeOfflineAgents": flag})
@@ -74,7 +80,8 @@ async def test_include_offline_agents_needs_the_exact_string_true(flag: str) -> 
 
 
 async def test_agent_id_filter_keeps_only_that_agent() -> None:
-    """§1.5: agentId filters rows; an unknown or hidden agent gives an empty result."""
+    """docs/rocketchat-api.md, "livechat/queue": agentId filters rows; an unknown or hidden agent
+    gives an empty result."""
     t = team()
     async with serve(t.world) as client:
         alice = await client.queue({"agentId": t.alice.id})
@@ -85,7 +92,7 @@ async def test_agent_id_filter_keeps_only_that_agent() -> None:
 
 
 async def test_unknown_department_gives_the_empty_answer() -> None:
-    """§1.5 and §1.8: exactly the documented empty body."""
+    """docs/rocketchat-api.md, "livechat/queue": exactly the documented empty body."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"departmentId": "no-chats"})
@@ -99,9 +106,10 @@ async def test_department_filter_applies_to_the_room() -> None:
     assert rows_by_key(answer) == {(t.alice.id, t.sales.id): 2, (t.bob.id, t.sales.id): 1}
 
 
-@pytest.mark.parametrize(("era", "rows"), [("E1", 0), ("E2", 3), ("E5", 3), ("E6", 3)])
+@pytest.mark.parametrize(("era", "rows"), [("E1", 0), ("E2", 3), ("E3", 3), ("E5", 3)])
 async def test_literal_undefined_department_is_ignored_from_e2(era: ModelEra, rows: int) -> None:
-    """§1.3 table: E1 filters on any truthy departmentId; E2+ ignore 'undefined'."""
+    """docs/rocketchat-api.md, "livechat/queue" table: E1 filters on any truthy departmentId; E2+
+    ignore 'undefined'."""
     t = team()
     async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"departmentId": "undefined"})
@@ -109,7 +117,8 @@ async def test_literal_undefined_department_is_ignored_from_e2(era: ModelEra, ro
 
 
 async def test_row_fields_come_in_the_documented_order() -> None:
-    """§1.4: chats, user {_id, username, status}, department {_id, name}."""
+    """docs/rocketchat-api.md, "livechat/queue": chats, user {_id, username, status}, department
+    {_id, name}."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"agentId": t.dave.id})
@@ -126,11 +135,12 @@ async def test_row_fields_come_in_the_documented_order() -> None:
         ("E1", {"_id": None, "name": None}),
         ("E2", {"_id": None, "name": None}),
         ("E5", {}),
-        ("E6", {}),
+        ("E4", {}),
     ],
 )
 async def test_room_without_department_shape_per_era(era: ModelEra, shape: dict[str, None]) -> None:
-    """§1.4: E1/E2 $ifNull gives nulls; E4+ leave the fields out."""
+    """docs/rocketchat-api.md, "livechat/queue": E1/E2 $ifNull gives nulls; E4+ leave the fields
+    out."""
     t = team()
     async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"agentId": t.alice.id})
@@ -142,7 +152,8 @@ async def test_room_without_department_shape_per_era(era: ModelEra, shape: dict[
 async def test_deleted_department_keeps_its_id_and_loses_its_name(
     era: ModelEra, has_null_name: bool
 ) -> None:
-    """§1.4: ``{"_id": id, "name": null}`` in E1/E2, ``{"_id": id}`` in E4/E5."""
+    """docs/rocketchat-api.md, "livechat/queue": ``{"_id": id, "name": null}`` in E1/E2, ``{"_id":
+    id}`` in E4/E5."""
     t = team()
     t.world.remove_department(t.support.id)
     async with serve(t.world, ServerSettings(model=era)) as client:
@@ -158,13 +169,14 @@ async def test_deleted_department_keeps_its_id_and_loses_its_name(
         ("E2", "true", True),
         ("E2", "false", False),
         ("E5", "true", False),
-        ("E6", "true", False),
+        ("E4", "true", False),
     ],
 )
 async def test_deleted_agent_is_an_empty_user_only_in_old_eras_with_offline_agents(
     era: ModelEra, include_offline: str, kept: bool
 ) -> None:
-    """§1.4: E1/E2 preserve a null user (``user: {}``) when the user match is empty."""
+    """docs/rocketchat-api.md, "livechat/queue": E1/E2 preserve a null user (``user: {}``) when the
+    user match is empty."""
     t = team()
     t.world.remove_agent(t.bob.id)
     async with serve(t.world, ServerSettings(model=era)) as client:
@@ -174,7 +186,8 @@ async def test_deleted_agent_is_an_empty_user_only_in_old_eras_with_offline_agen
 
 
 async def test_deleted_agents_of_one_department_share_one_row_in_e1_e2() -> None:
-    """§1.3: the E1/E2 group key is built from the user's fields, all missing when deleted."""
+    """docs/rocketchat-api.md, "livechat/queue": the E1/E2 group key is built from the user's
+    fields, all missing when deleted."""
     t = team()
     eve = t.world.add_agent("eve")
     t.world.open_room(eve.id, t.sales.id)
@@ -188,7 +201,7 @@ async def test_deleted_agents_of_one_department_share_one_row_in_e1_e2() -> None
 
 
 async def test_default_sort_is_chats_descending() -> None:
-    """§1.7: ``{chats: -1}`` when no sort is sent."""
+    """docs/rocketchat-api.md, "livechat/queue": ``{chats: -1}`` when no sort is sent."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"includeOfflineAgents": "true"})
@@ -205,7 +218,8 @@ def tied_world(agents: int = 30) -> World:
 
 
 async def test_ties_come_back_in_a_different_order_on_every_call() -> None:
-    """§1.7, §1.9: equal ``chats`` have no defined order, so paging may skip or repeat rows."""
+    """docs/rocketchat-api.md, "livechat/queue": equal ``chats`` have no defined order, so paging
+    may skip or repeat rows."""
     async with serve(tied_world()) as client:
         orders = [
             [row["user"]["_id"] for row in (await client.queue()).body["queue"]] for _ in range(3)
@@ -215,7 +229,8 @@ async def test_ties_come_back_in_a_different_order_on_every_call() -> None:
 
 
 async def test_stable_sort_gives_the_same_order_on_every_call() -> None:
-    """§1.7: ``{"chats":-1,"user._id":1,"department._id":1}`` is unique per row."""
+    """docs/rocketchat-api.md, "livechat/queue": ``{"chats":-1,"user._id":1,"department._id":1}`` is
+    unique per row."""
     async with serve(tied_world()) as client:
         orders = [
             [
@@ -228,7 +243,8 @@ async def test_stable_sort_gives_the_same_order_on_every_call() -> None:
 
 
 async def test_sort_applies_to_projected_dotted_fields() -> None:
-    """§1.7: sort keys address the row after $project, e.g. ``user.username``."""
+    """docs/rocketchat-api.md, "livechat/queue": sort keys address the row after $project, e.g.
+    ``user.username``."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue(
@@ -248,7 +264,8 @@ async def test_missing_department_sorts_before_any_id() -> None:
 
 
 async def test_total_counts_rows_not_chats() -> None:
-    """§1.6: total is the number of (agent, department) rows; count the rows on the page."""
+    """docs/rocketchat-api.md, "livechat/queue": total is the number of (agent, department) rows;
+    count the rows on the page."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"includeOfflineAgents": "true", "count": "2"})
@@ -256,7 +273,8 @@ async def test_total_counts_rows_not_chats() -> None:
 
 
 async def test_total_skew_makes_total_disagree_with_the_rows() -> None:
-    """§1.6: in E5 the page and total are separate aggregations and can disagree."""
+    """docs/rocketchat-api.md, "livechat/queue": in E5 the page and total are separate aggregations
+    and can disagree."""
     t = team()
     async with serve(t.world, ServerSettings(total_skew=3)) as client:
         answer = await client.queue({"includeOfflineAgents": "true", "count": "0"})
