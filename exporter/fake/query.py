@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -148,7 +148,10 @@ SortSpec: TypeAlias = list[tuple[str, int]]
 
 
 def parse_sort(params: Params) -> SortSpec | None:
-    """``parseJsonQuery``'s sort: a JSON object whose values are 1 or -1."""
+    """``parseJsonQuery``: the sort, a JSON object whose values are 1 or -1; ``fields`` and
+    ``query`` (accepted only by the newest schemas) are parsed too and then ignored."""
+    _check_json_param(params, "fields", lambda value: all(v in (0, 1) for v in value.values()))
+    _check_json_param(params, "query", lambda value: True)
     raw = params.get("sort")
     if not raw:
         return None
@@ -160,6 +163,27 @@ def parse_sort(params: Params) -> SortSpec | None:
     if not isinstance(value, dict) or not all(_is_direction(v) for v in value.values()):
         raise invalid_sort(text)
     return [(key, int(direction)) for key, direction in value.items()]
+
+
+def _check_json_param(params: Params, name: str, valid: Callable[[dict[str, Any]], bool]) -> None:
+    raw = params.get(name)
+    if not raw:
+        return
+    try:
+        value = json.loads(str(raw), parse_constant=_reject_constant)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not valid(value):
+        message = f'Invalid {name} parameter provided: "{raw}"'
+        raise ApiError(
+            400,
+            {
+                "success": False,
+                "error": f"{message} [error-invalid-{name}]",
+                "errorType": f"error-invalid-{name}",
+                "details": {"helperMethod": "parseJsonQuery"},
+            },
+        )
 
 
 def _reject_constant(name: str) -> object:
