@@ -26,8 +26,8 @@ ID_ALPHABET = string.ascii_letters + string.digits
 ID_LENGTH = 17
 
 QueueKey: TypeAlias = tuple[str, str | None]
-"""(agent id, department id or None): one row of ``livechat/queue`` (rocketchat-api.md
-docs/rocketchat-api.md, "livechat/queue")."""
+"""(agent id, department id or None): one row of ``livechat/queue``
+(docs/rocketchat-api.md, "livechat/queue")."""
 
 
 @dataclass(slots=True)

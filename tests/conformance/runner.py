@@ -140,14 +140,14 @@ def _replaced(settings: ServerSettings, overrides: dict[str, Any]) -> ServerSett
 
 
 @dataclass
-class Outcome:
+class Received:
     status: int
     headers: dict[str, str]
     body: Any
     problems: list[str] = field(default_factory=list)
 
 
-async def run(selected: Selected) -> Outcome:
+async def run(selected: Selected) -> Received:
     case = selected.case
     user = None if case.user == "anonymous" else caller(case.user, rate_limited=case.rate_limited)
     users: list[ApiUser] = [user] if user is not None else [caller("all")]
@@ -165,7 +165,7 @@ async def run(selected: Selected) -> Outcome:
 
 async def _send(
     session: aiohttp.ClientSession, url: str, request: Request, headers: dict[str, str]
-) -> Outcome:
+) -> Received:
     async with session.request(
         request.method,
         f"{url}/api/v1/{_fill(request.path)}",
@@ -174,7 +174,7 @@ async def _send(
         headers=headers,
     ) as response:
         raw = await response.read()
-        return Outcome(response.status, dict(response.headers), msgspec.json.decode(raw))
+        return Received(response.status, dict(response.headers), msgspec.json.decode(raw))
 
 
 def _fill(text: str) -> str:
@@ -205,7 +205,7 @@ def _at(body: Any, path: str) -> Any:
     return value
 
 
-def check(expect: Expect, outcome: Outcome) -> list[str]:
+def check(expect: Expect, outcome: Received) -> list[str]:
     """Every way the answer differs from the recorded one."""
     body = outcome.body
     problems = []

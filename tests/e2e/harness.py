@@ -246,7 +246,7 @@ def queue_truth(
     world: World, include_offline: bool = True, keep_deleted_agents: bool = False
 ) -> dict[Labels, float]:
     """What rocketchat_livechat_queue_chats must show: open served rooms per agent and
-    department (rocketchat-api.md docs/rocketchat-api.md, "livechat/queue")."""
+    department (docs/rocketchat-api.md, "livechat/queue")."""
     counts: Counter[Labels] = Counter()
     for room in world.rooms.values():
         if not room.open or room.agent_id is None:

@@ -160,7 +160,7 @@ def rate_limited_user(stage: Stage) -> None:
 
 def rate_limit_storm() -> tuple[Step, Step]:
     """Another client on the same IP takes every call of every window (the limit counts per
-    IP, rocketchat-api.md docs/rocketchat-api.md, "Rate limits"), so each of the exporter's requests
+    IP, docs/rocketchat-api.md, "Rate limits"), so each of the exporter's requests
     is refused with a 429."""
 
     async def start(stage: Stage) -> None:

@@ -1,7 +1,7 @@
-"""Password login end to end (rocketchat-api.md docs/rocketchat-api.md, "Login and tokens"): the
-real exporter process logs in with
-POST /api/v1/login, uses the session token, logs in again once when it is revoked, and never
-logs in over and over: a refused login waits LOGIN_RETRY_AFTER (15 minutes) or a new password."""
+"""Password login end to end (docs/rocketchat-api.md, "Login and tokens"): the real exporter
+process logs in with POST /api/v1/login, uses the session token, logs in again once when it is
+revoked, and never logs in over and over: a refused login waits LOGIN_RETRY_AFTER (15 minutes)
+or a new password."""
 
 from __future__ import annotations
 

@@ -75,9 +75,8 @@ async def test_a_total_that_disagrees_with_the_rows(
     if skew > 0:
         assert shown == truth  # ends on the short page
     else:
-        # A low total ends paging early (rocketchat-api.md docs/rocketchat-api.md,
-        # "livechat/queue"): what is shown is right,
-        # and at most the rows past the total are missing until the next poll.
+        # A low total ends paging early (docs/rocketchat-api.md, "livechat/queue"): what is
+        # shown is right, and at most the rows past the total are missing until the next poll.
         assert shown.items() <= truth.items()
         assert len(shown) >= 260 + skew
 

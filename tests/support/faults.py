@@ -125,7 +125,7 @@ class _PendingFault:
 
 
 @dataclass
-class Outcome:
+class _Seen:
     """What the middleware learnt about one answer."""
 
     status: int | None = None
@@ -169,7 +169,7 @@ class FaultInjector:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         arrived_monotonic, arrived_wall = time.monotonic(), self._clock()
-        outcome = Outcome()
+        outcome = _Seen()
         try:
             return await self._answer(request, handler, outcome)
         finally:
@@ -188,7 +188,7 @@ class FaultInjector:
             )
 
     async def _answer(
-        self, request: web.Request, handler: Handler, outcome: Outcome
+        self, request: web.Request, handler: Handler, outcome: _Seen
     ) -> web.StreamResponse:
         fault = self._take_fault(request.path)
         if fault is not None:
@@ -237,7 +237,7 @@ class InstrumentedFake(FakeRocketChat):
 
 
 async def _send_fault(
-    fault: Reply | Drop | ResetMidBody | HugeBody, request: web.Request, outcome: Outcome
+    fault: Reply | Drop | ResetMidBody | HugeBody, request: web.Request, outcome: _Seen
 ) -> web.StreamResponse:
     transport = request.transport
     if isinstance(fault, Drop):
