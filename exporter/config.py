@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from exporter import yamlfile
-from exporter.durations import DurationError, format_duration, parse_duration
+from exporter.durations import NOT_A_DURATION, DurationError, format_duration, parse_duration
 
 ENV_CONFIG_FILE = "LIVECHAT_EXPORTER_CONFIG"
 ENV_URL = "ROCKETCHAT_URL"
@@ -183,10 +183,8 @@ def _dec_hook(type_: type, value: Any) -> Any:
         try:
             return Seconds(parse_duration(value.strip()))
         except DurationError as error:
-            raise ValueError(
-                f"{yamlfile.quote(value)} is not a duration ({error}; "
-                "want e.g. 500ms, 30s, 5m, 1h30m)"
-            ) from None
+            why = error.args[0] if error.args[0] != NOT_A_DURATION else "want e.g. 30s, 5m, 1h30m"
+            raise ValueError(f"{yamlfile.quote(value)} is not a duration ({why})") from None
     if type_ is Secret:
         if not isinstance(value, str):
             raise ValueError(f"must be a string, not {_kind(value)}")  # the value is not shown
@@ -394,10 +392,10 @@ def _check_ca_file(path: str) -> None:
         raise ConfigError(key, "names a directory; give a PEM file of CA certificates")
     try:
         ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError):  # SSLError first: it is an OSError too
+        raise ConfigError(key, "is not a PEM file of CA certificates") from None
     except OSError as error:
         raise ConfigError(key, f"cannot read the file it names ({error.strerror})") from None
-    except (ssl.SSLError, ValueError):
-        raise ConfigError(key, "is not a PEM file of CA certificates") from None
 
 
 def _check_credentials(rc: RocketChatConfig) -> None:
@@ -463,7 +461,7 @@ def read_config_file(path: str | None, env: Mapping[str, str]) -> object:
     try:
         return yamlfile.load_yaml(path)
     except yamlfile.YamlError as error:
-        raise ConfigError("", f"config file {yamlfile.quote(path)}: {error}") from None
+        raise ConfigError("", f"config file {yamlfile.quote(path, 240)}: {error}") from None
 
 
 def describe(config: Config) -> str:

@@ -28,6 +28,9 @@ _PATTERN = re.compile(
 )
 
 
+NOT_A_DURATION = "not a duration"
+
+
 class DurationError(ValueError):
     """Text that is not a duration; the message says why in a few words."""
 
@@ -40,7 +43,7 @@ def parse_duration(text: str) -> float:
         return 0.0
     match = _PATTERN.fullmatch(text)
     if not text or match is None:
-        raise DurationError("not a duration")
+        raise DurationError(NOT_A_DURATION)
     seconds = sum(int(n) * unit for n, (_, unit) in zip(match.groups(), _UNITS, strict=True) if n)
     if seconds > MAX_SECONDS:
         raise DurationError("more than ten years")
