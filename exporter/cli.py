@@ -153,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, WebConfigError) as error:
         print(f"rocketchat-livechat-exporter: config error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a bug met by odd input: still one line, still exit 2
+        problem = f"{type(error).__name__}: {error}"[:200]
+        print(f"rocketchat-livechat-exporter: config error: {problem}", file=sys.stderr)
+        return 2
     redactor = setup_logging(options.log_level, options.log_format, config.secrets())
     log.debug("effective configuration", extra={"kv": {"config": redacted_dump(config)}})
     if options.check_config:
