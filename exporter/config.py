@@ -14,7 +14,7 @@ import os
 import re
 import ssl
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -67,8 +67,13 @@ class Secret:
     __str__ = __repr__
 
 
-class Seconds(float):
-    """A duration in seconds, written in the file as a Prometheus duration (`30s`)."""
+if TYPE_CHECKING:
+    Seconds = float  # to readers of the config, a duration is a plain float
+else:
+
+    class Seconds(float):
+        """A duration in seconds, written in the file as a Prometheus duration (`30s`): a type
+        of its own so that msgspec hands the text to `_dec_hook`."""
 
 
 def _no_secret() -> Secret:

@@ -75,7 +75,8 @@ async def test_a_310_digit_duration_is_refused(tmp_path: Path) -> None:
 
 async def test_non_ascii_digits_in_a_duration_are_refused(tmp_path: Path) -> None:
     line = await _refused("--config.file", _config(tmp_path, timeout="\u0663\u0660s"))
-    assert "rocketchat.timeout:" in line and "is not a duration" in line
+    assert "rocketchat.timeout:" in line
+    assert "is not a duration" in line
 
 
 async def test_a_config_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
@@ -131,7 +132,7 @@ async def test_sighup_reloads_and_never_kills(tmp_path: Path) -> None:
         assert await exporter.stop() == 0
 
 
-SPECIAL_TOKEN = 'tok<en>&"quoted" +/value=0123456789abcdef'  # noqa: S105 - a test credential
+SPECIAL_TOKEN = 'tok<en>&"quoted" +/value=0123456789abcdef'
 
 
 def _echoed_forms(secret: str) -> list[str]:
@@ -145,7 +146,7 @@ async def test_secrets_echoed_in_other_forms_are_redacted(tmp_path: Path) -> Non
         exporter = await start_exporter(config, tmp_path)
         try:
             await exporter.wait_for_polls("queue", "success")
-            pages = []
+            pages: list[str] = []
             for form in _echoed_forms(SPECIAL_TOKEN):
                 fake.inject(
                     Reply(400, f"Bad Request: token {form}".encode(), {}, "text/plain"),

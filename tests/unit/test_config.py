@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import yaml
 
 from exporter.config import Config, ConfigError, load_config, parse_config, redacted_dump
@@ -47,7 +46,18 @@ def test_prometheus_durations_parse(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "30", "5 m", "1.5s", "-1s", "1s1m", "abc", "\u0663\u0660s", "３０s", "1" * 310 + "s"],
+    [
+        "",
+        "30",
+        "5 m",
+        "1.5s",
+        "-1s",
+        "1s1m",
+        "abc",
+        "\u0663\u0660s",
+        "\uff13\uff10s",
+        "1" * 310 + "s",
+    ],
 )
 def test_malformed_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"^.*$"):
@@ -155,7 +165,8 @@ def test_there_are_fixtures_of_both_kinds() -> None:
 def test_every_key_fixture_reads_every_value() -> None:
     config = load_config(str(TESTDATA / "every-key.good.yml"), env={})
     conv = config.collectors.conversations
-    assert conv.enabled and conv.interval == 30
+    assert conv.enabled
+    assert conv.interval == 30
     assert conv.first_response_buckets == (10, 60, 600)
     assert conv.duration_buckets == (300, 3600)
     assert (conv.lookback, conv.max_catch_up) == (120, 1800)
