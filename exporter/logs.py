@@ -45,12 +45,20 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
     extra = getattr(record, "kv", None)
     if isinstance(extra, Mapping):
         fields.update(extra)
-    if record.exc_info and record.exc_info[1] is not None:
-        error = record.exc_info[1]
-        fields["error"] = f"{type(error).__name__}: {error}"
-        # A bug, not bad input: keep the stack, but on the same line so the log stays parseable.
-        fields["stack"] = logging.Formatter().formatException(record.exc_info)
+    fields.update(_exception_fields(record))  # only when no RedactingFilter took it already
     return fields
+
+
+def _exception_fields(record: logging.LogRecord) -> dict[str, str]:
+    """A bug, not bad input: keep the stack, but as a field of the same line, so that the log
+    stays one event a line."""
+    if not record.exc_info or record.exc_info[1] is None:
+        return {}
+    error = record.exc_info[1]
+    return {
+        "error": f"{type(error).__name__}: {error}",
+        "stack": logging.Formatter().formatException(record.exc_info),
+    }
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -95,13 +103,8 @@ class RedactingFilter(logging.Filter):
         return text if self._pattern is None else self._pattern.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        fields = dict(getattr(record, "kv", None) or {})
-        if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            fields["error"] = f"{type(error).__name__}: {error}"
-            fields["stack"] = logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
-            record.exc_text = None
+        fields = {**(getattr(record, "kv", None) or {}), **_exception_fields(record)}
+        record.exc_info, record.exc_text = None, None  # now fields, redacted below
         record.msg = self.clean(record.getMessage())
         record.args = None
         record.kv = {k: self.clean(v) if isinstance(v, str) else v for k, v in fields.items()}
