@@ -56,38 +56,26 @@ class Options:
     demo: bool
 
 
+# flag, default, help: the Prometheus exporter conventions (contract: "Command line").
+_VALUE_FLAGS = (
+    ("--config.file", None, "YAML configuration file (env LIVECHAT_EXPORTER_CONFIG)"),
+    ("--web.listen-address", ":9776", "host:port to listen on; :port means every interface"),
+    ("--web.telemetry-path", "/metrics", "path of the metrics"),
+    ("--web.config.file", None, "TLS and basic auth for this server (exporter-toolkit format)"),
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rocketchat-livechat-exporter",
         description="Prometheus exporter for Rocket.Chat Omnichannel (livechat).",
     )
     add = parser.add_argument
-    add(
-        "--config.file",
-        dest="config_file",
-        metavar="PATH",
-        help="YAML configuration file (env LIVECHAT_EXPORTER_CONFIG)",
-    )
-    add(
-        "--web.listen-address",
-        dest="listen_address",
-        default=":9776",
-        metavar="ADDR",
-        help="host:port to listen on; :port means every interface (default :9776)",
-    )
-    add(
-        "--web.telemetry-path",
-        dest="telemetry_path",
-        default="/metrics",
-        metavar="PATH",
-        help="path of the metrics (default /metrics)",
-    )
-    add(
-        "--web.config.file",
-        dest="web_config_file",
-        metavar="PATH",
-        help="TLS and basic auth for this server, in the exporter-toolkit format",
-    )
+    for flag, default, text in _VALUE_FLAGS:
+        dest = flag.removeprefix("--").replace(".", "_").replace("-", "_")
+        metavar = "ADDR" if flag.endswith("address") else "PATH"
+        text += " (default %(default)s)" if default else ""
+        add(flag, dest=dest, default=default, metavar=metavar, help=text)
     add("--log.level", dest="log_level", default="info", choices=list(LEVELS))
     add("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
     add(
@@ -96,11 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load and validate the configuration, print a verdict, exit 0 (good) or 2 (bad)",
     )
-    add(
-        "--demo",
-        action="store_true",
-        help="poll a built-in simulated Rocket.Chat instead of a real one",
-    )
+    add("--demo", action="store_true", help="poll a built-in simulated Rocket.Chat")
     add(
         "--version",
         action="version",
@@ -119,8 +103,8 @@ def parse_listen_address(text: str) -> tuple[str | None, int]:
 
 def parse_options(argv: Sequence[str] | None) -> Options:
     args = _parser().parse_args(argv)
-    host, port = parse_listen_address(args.listen_address)
-    path = args.telemetry_path
+    host, port = parse_listen_address(args.web_listen_address)
+    path = args.web_telemetry_path
     if not path.startswith("/"):
         raise ConfigError("--web.telemetry-path", f"{quote(path)} must start with /")
     if not TELEMETRY_PATH.fullmatch(path):
@@ -134,7 +118,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         args.config_file,
         host,
         port,
-        args.telemetry_path,
+        path,
         args.web_config_file,
         args.log_level,
         args.log_format,
@@ -238,7 +222,11 @@ async def _run(
     )
     collectors = Collectors(config, poller, metrics, redactor)
     stack.push_async_callback(collectors.close)
-    await collectors.start()
+    try:
+        await collectors.start()
+    except ConfigError as error:  # a collector this build cannot make
+        log.error("config error", extra={"kv": {"error": str(error)}})
+        return 2
     reloader = Reloader(
         load, collectors, ReloadMetrics(metrics), redactor, web_config, options.web_config_file
     )

@@ -114,8 +114,10 @@ class Collectors:
 
     async def start(self) -> None:
         """Opens the client and schedules every enabled collector (before poller.run())."""
-        self._client = await make_client(self.config, self._redactor).__aenter__()
-        self._start(self.config.collectors.enabled_names())
+        client = await make_client(self.config, self._redactor).__aenter__()
+        self._client = client
+        names = self.config.collectors.enabled_names()
+        self._start(self._schedules(self.config, names, client, self._departments))
 
     async def close(self) -> None:
         if self._client is not None:
@@ -123,42 +125,59 @@ class Collectors:
             self._client = None
 
     async def apply(self, new: Config) -> tuple[list[str], list[str], list[str]]:
-        """Switches to `new`; returns the collectors (started, restarted, stopped)."""
+        """Switches to `new`; returns the collectors (started, restarted, stopped). Everything
+        new is built before anything stops: should that fail (ConfigError), nothing changed."""
         old = self.config
         before, after = set(old.collectors.enabled_names()), set(new.collectors.enabled_names())
         kept = {n for n in before & after if settings_of(old, n) == settings_of(new, n)}
         stopped, restarted = sorted(before - after), sorted((before & after) - kept)
         started = sorted(after - before)
-        old_client = self._client
-        if new.rocketchat != old.rocketchat:  # first: should it fail, nothing has changed
-            self._client = await make_client(new, self._redactor).__aenter__()
+        client, departments = self._client, self._departments
+        if new.rocketchat != old.rocketchat:
+            client = await make_client(new, self._redactor).__aenter__()
+        if client is not self._client or (
+            new.collectors.department_refresh != old.collectors.department_refresh
+        ):
+            departments = DepartmentDirectory(new.collectors.department_refresh)
+        try:
+            assert client is not None, "start() first"
+            names = [n for n in new.collectors.enabled_names() if n not in kept]
+            schedules = self._schedules(new, names, client, departments)
+        except BaseException:
+            if client is not self._client and client is not None:
+                await client.close()
+            raise
         for name in [*stopped, *restarted]:
             await self._poller.stop(name)
         for name in stopped:
             self._metrics.remove_collector(name)
         for name in started:
             self._metrics.add_collector(name)
-        if new.collectors.department_refresh != old.collectors.department_refresh or (
-            self._client is not old_client
-        ):
-            self._departments = DepartmentDirectory(new.collectors.department_refresh)
+        old_client, self._client, self._departments = self._client, client, departments
         self._poller.max_staleness = new.poll.max_staleness
         self.config = new
-        self._start([n for n in new.collectors.enabled_names() if n not in kept])
-        if old_client is not None and old_client is not self._client:
+        self._start(schedules)
+        if old_client is not None and old_client is not client:
             await old_client.close()
         return started, restarted, stopped
 
-    def _start(self, names: list[str] | tuple[str, ...]) -> None:
-        assert self._client is not None, "start() first"
-        schedules = [
+    @staticmethod
+    def _schedules(
+        config: Config,
+        names: list[str] | tuple[str, ...],
+        client: RocketChatClient,
+        departments: DepartmentDirectory,
+    ) -> list[Schedule]:
+        return [
             Schedule(
-                make_collector(name, self.config, self._client, self._departments),
-                self.config.interval_of(name),
-                self._client.ready_at,
+                make_collector(name, config, client, departments),
+                config.interval_of(name),
+                client.ready_at,
             )
             for name in names
         ]
+
+    def _start(self, schedules: list[Schedule]) -> None:
         for warning in rate_limit_warnings(schedules):
             log.warning(warning)
         for schedule in schedules:
@@ -194,15 +213,12 @@ class Reloader:
                 if self._web_config is not None and self._web_config_file:
                     load_web_config(self._web_config_file)  # refused before anything changes
             except (ConfigError, WebConfigError) as error:
-                message = self._redactor.clean(str(error))
-                self._metrics.successful.set(0)
-                log.error(
-                    "config reload failed; the previous config stays in force",
-                    extra={"kv": {"error": message}},
-                )
-                return message
+                return self._failed(str(error))
             self._redactor.add(new.secrets())
-            started, restarted, stopped = await self._collectors.apply(new)
+            try:
+                started, restarted, stopped = await self._collectors.apply(new)
+            except ConfigError as error:
+                return self._failed(str(error))
             if self._web_config is not None:
                 self._web_config.maybe_reload(force=True)
             self._metrics.succeeded()
@@ -217,3 +233,12 @@ class Reloader:
                 },
             )
             return None
+
+    def _failed(self, error: str) -> str:
+        message = self._redactor.clean(error)
+        self._metrics.successful.set(0)
+        log.error(
+            "config reload failed; the previous config stays in force",
+            extra={"kv": {"error": message}},
+        )
+        return message
