@@ -181,3 +181,18 @@ async def test_a_bad_web_config_fails_the_reload(fake: FakeRocketChat, tmp_path:
         assert (await exporter.scrape()).value(OK) == 0
     finally:
         assert await exporter.stop() == 0
+
+
+async def test_a_rocketchat_change_restarts_every_collector_on_a_new_client(
+    fake: FakeRocketChat, tmp_path: Path
+) -> None:
+    async with running(fake, tmp_path) as (exporter, path):
+        await exporter.wait_for(has_collector("inquiries"), what="inquiries up")
+        changed = config_of(fake, inquiries=True)
+        changed["rocketchat"]["timeout"] = "3s"
+        write(path, changed)
+        await by_post(exporter)
+        entry = next(e for e in exporter.logs if e.get("msg") == "config reloaded")
+        assert entry["restarted"] == "inquiries,queue"
+        before = polls(await exporter.scrape(), "queue")
+        await exporter.wait_for(lambda s: polls(s, "queue") > before + 1, what="new client polls")
