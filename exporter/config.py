@@ -21,13 +21,13 @@ import msgspec
 
 from exporter import yamlfile
 from exporter.durations import NOT_A_DURATION, DurationError, format_duration, parse_duration
+from exporter.logs import REDACTED
 
 ENV_CONFIG_FILE = "LIVECHAT_EXPORTER_CONFIG"
 ENV_URL = "ROCKETCHAT_URL"
 ENV_USER_ID = "ROCKETCHAT_USER_ID"
 ENV_AUTH_TOKEN = "ROCKETCHAT_AUTH_TOKEN"
 ENV_PASSWORD = "ROCKETCHAT_PASSWORD"
-REDACTED = "<redacted>"
 
 COLLECTOR_NAMES = ("queue", "inquiries", "agents", "conversations")
 
