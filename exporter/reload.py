@@ -214,6 +214,8 @@ class Reloader:
                     load_web_config(self._web_config_file)  # refused before anything changes
             except (ConfigError, WebConfigError) as error:
                 return self._failed(str(error))
+            except Exception as error:  # a bug met by odd input must not end the reload task
+                return self._failed(f"{type(error).__name__}: {error}"[:200])
             self._redactor.add(new.secrets())
             try:
                 started, restarted, stopped = await self._collectors.apply(new)

@@ -165,7 +165,12 @@ async def test_a_bad_config_by_sighup_changes_nothing(fake: FakeRocketChat, tmp_
         assert 'duplicate key "interval"' in line["error"]
 
 
-async def test_a_bad_web_config_fails_the_reload(fake: FakeRocketChat, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "broken", ["tls_server_config: [\n", "[" * 100_000 + "]" * 100_000], ids=["syntax", "deep"]
+)
+async def test_a_bad_web_config_fails_the_reload(
+    fake: FakeRocketChat, tmp_path: Path, broken: str
+) -> None:
     path, web = tmp_path / "config.yaml", tmp_path / "web.yaml"
     write(path, config_of(fake))
     web.write_text("basic_auth_users: {}\n")
@@ -174,7 +179,7 @@ async def test_a_bad_web_config_fails_the_reload(fake: FakeRocketChat, tmp_path:
     )
     try:
         await exporter.wait_for_polls("queue")
-        web.write_text("tls_server_config: [\n")
+        web.write_text(broken)
         status, text = await post_reload(exporter)
         assert status == 500
         assert text.count("\n") == 1
