@@ -8,19 +8,17 @@ docs/configuration.md describes every key.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import os
-import re
 import ssl
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
 
 from exporter import yamlfile
-from exporter.durations import NOT_A_DURATION, DurationError, format_duration, parse_duration
+from exporter.durations import Seconds, decode_seconds, format_duration, parse_duration
 from exporter.logs import REDACTED
 
 ENV_CONFIG_FILE = "LIVECHAT_EXPORTER_CONFIG"
@@ -65,15 +63,6 @@ class Secret:
         return f"Secret('{REDACTED}')" if self._value else "Secret('')"
 
     __str__ = __repr__
-
-
-if TYPE_CHECKING:
-    Seconds = float  # to readers of the config, a duration is a plain float
-else:
-
-    class Seconds(float):
-        """A duration in seconds, written in the file as a Prometheus duration (`30s`): a type
-        of its own so that msgspec hands the text to `_dec_hook`."""
 
 
 def _no_secret() -> Secret:
@@ -180,84 +169,28 @@ _NOT_IN_FILE = {
 
 def _dec_hook(type_: type, value: Any) -> Any:
     if type_ is Seconds:
-        if not isinstance(value, str):
-            raise ValueError(
-                f"must be a duration such as 30s or 5m, not {_kind(value)} "
-                f"({yamlfile.quote(value)}); add a unit"
-            )
-        try:
-            return Seconds(parse_duration(value.strip()))
-        except DurationError as error:
-            why = error.args[0] if error.args[0] != NOT_A_DURATION else "want e.g. 30s, 5m, 1h30m"
-            raise ValueError(f"{yamlfile.quote(value)} is not a duration ({why})") from None
+        return decode_seconds(value)
     if type_ is Secret:
         if not isinstance(value, str):
-            raise ValueError(f"must be a string, not {_kind(value)}")  # the value is not shown
+            raise ValueError(f"must be a string, not {yamlfile.kind(value)}")  # value not shown
         return Secret(value)
     raise NotImplementedError(type_)
 
 
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    words: dict[type, str] = {str: "a string", list: "a list", dict: "a mapping"}
-    return words.get(type(value), type(value).__name__)
-
-
-_TYPE_WORDS = {
-    "int": "a whole number",
-    "float": "a number",
-    "bool": "true or false",
-    "str": "a string",
-    "object": "a mapping",
-    "array": "a list",
-    "null": "empty",
-}
-_GOT_WORDS = {**_TYPE_WORDS, "bool": "a boolean", "null": "empty", "int": "a number"}
-_EXPECTED = re.compile(r"^expected `(?P<want>[^`]+)`(?:, got `(?P<got>[^`]+)`| (?P<bound>.+))$")
-
-
-def _friendly(problem: str) -> str:
-    """msgspec's `expected `int`, got `str`` as `must be a whole number, not a string`."""
-    match = _EXPECTED.match(problem)
-    if match is None:
-        return problem
-    want = " or ".join(_TYPE_WORDS.get(w.strip(), w.strip()) for w in match["want"].split("|"))
-    if match["got"]:
-        return f"must be {want}, not {_GOT_WORDS.get(match['got'], match['got'])}"
-    bound = match["bound"]
-    return "must be 0 or more" if bound == ">= 0" else f"must be {want} {bound}"
-
-
-def _known_keys(path: str) -> list[str]:
-    """The keys a mapping at the dotted `path` may have, for did-you-mean hints."""
-    info: Any = msgspec.inspect.type_info(Config)
-    for part in path.split(".") if path else ():
-        fields = {f.name: f.type for f in getattr(info, "fields", ())}
-        info = fields.get(part)
-        if isinstance(info, msgspec.inspect.UnionType):
-            info = next((t for t in info.types if hasattr(t, "fields")), None)
-    return [f.name for f in getattr(info, "fields", ())]
-
-
 def _decode(raw: object) -> Config:
     try:
+        raw = _prepare(yamlfile.drop_empty({} if raw is None else raw))
         return yamlfile.decode(raw, Config, dec_hook=_dec_hook)
     except yamlfile.DecodeError as error:
-        problem = _friendly(error.problem)
+        problem = yamlfile.in_words(error.problem)
         if problem == "unknown key":
-            parent, _, name = error.key.rpartition(".")
-            near = difflib.get_close_matches(name, _known_keys(parent), n=1)
-            problem += f' (did you mean "{near[0]}"?)' if near else ""
+            problem += yamlfile.did_you_mean(Config, error.key)
         raise ConfigError(error.key, problem) from None
 
 
 def _prepare(raw: object) -> object:
-    """Plain YAML values as the schema reads them: empty values mean the default, and
-    `queue: true` is short for `queue: {enabled: true}`."""
-    raw = _drop_empty({} if raw is None else raw, "")
+    """Plain YAML values as the schema reads them: `queue: true` is short for
+    `queue: {enabled: true}`, and keys the file must not set are refused."""
     if not isinstance(raw, dict):
         return raw
     for path, hint in _NOT_IN_FILE.items():
@@ -276,24 +209,9 @@ def _prepare(raw: object) -> object:
                 raise ConfigError(
                     f"collectors.{name}",
                     f"must be true, false or a mapping with enabled and interval, "
-                    f"not {_kind(value)}",
+                    f"not {yamlfile.kind(value)}",
                 )
     return raw
-
-
-def _drop_empty(value: object, path: str) -> object:
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise ConfigError(path, f"keys must be strings, not {yamlfile.quote(key)}")
-        return {
-            k: _drop_empty(v, f"{path}.{k}" if path else k)
-            for k, v in value.items()
-            if v is not None
-        }
-    if isinstance(value, list):
-        return [_drop_empty(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    return value
 
 
 def _fill_from_env(config: Config, env: Mapping[str, str], source: str) -> Config:
@@ -439,7 +357,7 @@ def _check_credentials(rc: RocketChatConfig) -> None:
 
 def parse_config(raw: object, env: Mapping[str, str], source: str) -> Config:
     """Plain YAML values (a parsed file) as a validated Config."""
-    config = _fill_from_env(_decode(_prepare(raw)), env, source)
+    config = _fill_from_env(_decode(raw), env, source)
     validate(config)
     return config
 

@@ -8,6 +8,9 @@ most `MAX_SECONDS` in total (a 310-digit number of seconds is not an interval an
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+from exporter.yamlfile import kind, quote
 
 MAX_TEXT = 40
 MAX_SECONDS = 10 * 365 * 86400.0  # ten years
@@ -61,3 +64,26 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{suffix}")
     return "".join(parts) or "0s"
+
+
+if TYPE_CHECKING:
+    Seconds = float  # to readers of a config, a duration is a plain float
+else:
+
+    class Seconds(float):
+        """A duration in seconds, written in a file as a Prometheus duration (`30s`): a type
+        of its own, so that msgspec hands the text to the decoder's dec_hook."""
+
+
+def decode_seconds(value: object) -> Seconds:
+    """A YAML value as Seconds, for a msgspec dec_hook: ValueError says why in a few words,
+    quoting at most a short piece of the value."""
+    if not isinstance(value, str):
+        raise ValueError(
+            f"must be a duration such as 30s or 5m, not {kind(value)} ({quote(value)}); add a unit"
+        )
+    try:
+        return Seconds(parse_duration(value.strip()))
+    except DurationError as error:
+        why = error.args[0] if error.args[0] != NOT_A_DURATION else "want e.g. 30s, 5m, 1h30m"
+        raise ValueError(f"{quote(value)} is not a duration ({why})") from None
