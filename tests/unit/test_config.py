@@ -298,3 +298,36 @@ def test_yaml_nested_very_deep_is_one_line(tmp_path: Path) -> None:
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ConfigError, match="nested deeper"):
         load_config(str(path), env={})
+
+
+@pytest.mark.parametrize(
+    ("problem", "words"),
+    [
+        ("expected `int`, got `str`", "must be a whole number, not a string"),
+        ("expected `bool`, got `int`", "must be true or false, not a number"),
+        ("expected `object`, got `array`", "must be a mapping, not a list"),
+        ("expected `int` >= 0", "must be 0 or more"),
+        ("expected `int` <= 5", "must be a whole number <= 5"),
+        ("unknown key", "unknown key"),
+    ],
+)
+def test_decode_problems_read_as_words(problem: str, words: str) -> None:
+    from exporter.yamlfile import in_words
+
+    assert in_words(problem) == words
+
+
+def test_did_you_mean_walks_the_schema() -> None:
+    from exporter.yamlfile import did_you_mean
+
+    assert did_you_mean(Config, "collectors.conversations.lookbak") == ' (did you mean "lookback"?)'
+    assert did_you_mean(Config, "rocketchat.tls.cafile") == ' (did you mean "ca_file"?)'
+    assert did_you_mean(Config, "zzz") == ""
+
+
+def test_empty_values_take_their_default_but_keys_must_be_strings() -> None:
+    from exporter.yamlfile import DecodeError, drop_empty
+
+    assert drop_empty({"a": None, "b": [{"c": None, "d": 1}]}) == {"b": [{"d": 1}]}
+    with pytest.raises(DecodeError, match=r"^a\.b: keys must be strings, not 1$"):
+        drop_empty({"a": {"b": {1: "x"}}})
