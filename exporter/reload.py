@@ -221,6 +221,8 @@ class Reloader:
                 started, restarted, stopped = await self._collectors.apply(new)
             except ConfigError as error:
                 return self._failed(str(error))
+            except (OSError, ValueError) as error:  # e.g. a CA file changed since it was read
+                return self._failed(f"{type(error).__name__}: {error}"[:200])
             if self._web_config is not None:
                 self._web_config.maybe_reload(force=True)
             self._metrics.succeeded()
