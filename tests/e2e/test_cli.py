@@ -219,3 +219,24 @@ async def test_the_demo_serves_every_collector(tmp_path: Path) -> None:
     }
     assert queue_departments
     assert "" not in queue_departments
+
+
+async def test_the_demo_reads_the_config_file_but_not_its_credentials(tmp_path: Path) -> None:
+    config = {
+        "rocketchat": {"url": "https://elsewhere.example", "username": "x", "timeout": "3s"},
+        "poll": {"interval": "20s"},
+        "collectors": {"queue": True, "agents": {"interval": "40s"}},
+    }
+    code, out, err = await run_cli(
+        "--demo", "--check-config", "--config.file", write_config(tmp_path, config)
+    )
+    assert code == 0, err
+    assert "queue every 20s, agents every 40s" in out
+    assert "elsewhere" not in out
+
+
+async def test_the_demo_refuses_a_bad_config_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"poll": {"interval": "soon"}})
+    code, _, err = await run_cli("--demo", "--config.file", path)
+    assert code == 2
+    assert 'poll.interval: "soon" is not a duration' in err

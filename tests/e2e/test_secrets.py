@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gzip
 import json
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 import yaml
 
@@ -399,9 +399,9 @@ async def test_a_config_error_never_quotes_a_credential(
 def test_the_redacted_dump_hides_every_credential() -> None:
     env = {"ROCKETCHAT_URL": URL, "ROCKETCHAT_USER_ID": "u1", "ROCKETCHAT_AUTH_TOKEN": TOKEN}
     with_token = load_config(None, env)
-    with_password = dataclasses.replace(
+    with_password = msgspec.structs.replace(
         with_token,
-        rocketchat=dataclasses.replace(
+        rocketchat=msgspec.structs.replace(
             with_token.rocketchat, auth_token=Secret(""), username="bot", password=Secret(PASSWORD)
         ),
     )

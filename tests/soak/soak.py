@@ -54,7 +54,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from exporter.config import format_duration, parse_duration
+from exporter.durations import format_duration, parse_duration
 from exporter.fake import ApiUser, ServerSettings, Simulation, build_demo_world
 from tests.e2e.harness import (
     Scrape,
