@@ -72,4 +72,5 @@ def test_the_schema_check_rejects_a_wrong_type(validator: list[str]) -> None:
     (monitor,) = [o for o in _custom_objects(KUBERNETES) if o["kind"] == "ServiceMonitor"]
     monitor["spec"]["endpoints"][0]["port"] = 9776  # a port *name* is a string
     code, output = _validate(validator, [monitor])
-    assert code == 1 and "port" in output, output
+    assert code == 1, output
+    assert "port" in output, output

@@ -360,4 +360,5 @@ def test_prometheus_rule_passes_promtool(
 
 
 def test_repository_root_is_where_the_generator_writes() -> None:
-    assert PROMETHEUS_RULE.is_relative_to(REPO) and DASHBOARD_CONFIGMAP.is_relative_to(REPO)
+    assert PROMETHEUS_RULE.is_relative_to(REPO)
+    assert DASHBOARD_CONFIGMAP.is_relative_to(REPO)
