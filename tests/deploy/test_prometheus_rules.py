@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +208,47 @@ def test_the_two_namespace_check_catches_a_rule_that_folds_namespace(tmp_path: P
     )
     with pytest.raises(AssertionError, match="FAILED"):
         run_tool([promtool, "test", "rules", str(test_file)], cwd=tmp_path, timeout=120)
+
+
+# ---------------------------------------------------------------- annotations and the runbook
+
+RUNBOOK = REPO / "docs" / "runbook.md"
+RUNBOOK_BASE = (
+    "https://github.com/rocketchat-livechat-exporter/rocketchat-livechat-exporter"
+    "/blob/main/docs/runbook.md#"
+)
+
+
+def _runbook_sections() -> dict[str, str]:
+    text = RUNBOOK.read_text(encoding="utf-8")
+    parts = re.split(r"^## (\S+)\n", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_summaries_are_static_sentences_and_descriptions_carry_the_specifics() -> None:
+    for alert in (rule for rule in rules() if rule.is_alert):
+        annotations = alert.raw["annotations"]
+        summary = annotations["summary"]
+        assert "{{" not in summary, f"{alert.name}: the summary must not vary per alert"
+        assert summary.endswith("."), f"{alert.name}: {summary!r}"
+        assert summary[0].isupper(), alert.name
+        assert "{{" in annotations["description"], f"{alert.name}: no specifics in description"
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    sections = _runbook_sections()
+    project_urls = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    source = project_urls["project"]["urls"]["Source"]
+    assert RUNBOOK_BASE.startswith(source + "/"), "runbook links and [project.urls] disagree"
+    for alert in (rule for rule in rules() if rule.is_alert):
+        url = alert.raw["annotations"]["runbook_url"]
+        assert url == RUNBOOK_BASE + alert.name.lower(), f"{alert.name}: {url}"
+        assert alert.name in sections, f"docs/runbook.md has no section ## {alert.name}"
+        for part in ("**Meaning.**", "**Check.**", "**Fix.**"):
+            assert part in sections[alert.name], f"{alert.name}: no {part}"
+    assert set(sections) == {rule.name for rule in rules() if rule.is_alert}
+
+
+def test_every_alert_routes_by_category() -> None:
+    for alert in (rule for rule in rules() if rule.is_alert):
+        assert alert.raw["labels"]["category"] in {"exporter", "contact-centre"}, alert.name
