@@ -23,7 +23,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/exporter
 WORKDIR /src
 # Dependency pins first, so that a code change does not invalidate this layer's inputs.
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY exporter ./exporter
 # constraints.txt pins the versions the test suite ran with. pip and setuptools leave the
 # virtualenv afterwards: nothing installs at run time, and they are attack surface.
