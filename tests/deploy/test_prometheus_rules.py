@@ -80,6 +80,7 @@ def test_forbidden_alert_names_each_collectors_permission() -> None:
         "transfer-livechat-guest",
         "edit-omnichannel-contact",
         "manage-livechat-agents",
+        "view-livechat-rooms",
     ):
         assert permission in description
 
