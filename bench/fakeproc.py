@@ -7,9 +7,10 @@ exporter/fake's FakeRocketChat on a free loopback port and prints one JSON line 
 Two additions for measuring, neither visible to the clients:
 - every API answer is sent by a middleware that notes its size and the time its last byte was
   handed to the socket; `GET /_bench/log` returns those records as JSON;
-- the world never changes during a benchmark, so the fake's Python aggregation and sort of the
-  queue are memoized: a poll's wall time then measures the exporter and the wire, not the fake
-  (whose aggregation of 50,000 rows takes ~0.15 s a request, 75 s for a paged poll).
+- the world never changes during a benchmark, so the fake runs with `memoize_queries=True`: its
+  Python aggregation and sort of the queue are computed once per query, and a poll's wall time
+  measures the exporter and the wire, not the fake (whose aggregation of 50,000 rows takes
+  ~0.15 s a request, 75 s for a paged poll).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from exporter.fake import ApiUser, FakeRocketChat, ServerSettings, make_world
-from exporter.fake import server as fake_server
 
 LOG_PATH = "/_bench/log"
 
@@ -45,38 +45,6 @@ class Answered:
     header_bytes: int
     arrived: float  # Unix time the request arrived
     last_byte: float  # Unix time the answer's last byte was handed to the socket
-
-
-def memoize_queue_aggregation() -> None:
-    """Caches `_queue_rows` per query and its sorted order per sort (the world is fixed)."""
-    rows_of = fake_server._queue_rows
-    sort = fake_server._sort_documents
-    rows_cache: dict[tuple[Any, ...], list[Any]] = {}
-    sorted_cache: dict[tuple[Any, ...], list[Any]] = {}
-    handed_out: dict[int, tuple[Any, ...]] = {}
-
-    def cached_rows(world: Any, **query: Any) -> list[Any]:
-        key = tuple(sorted(query.items()))
-        if key not in rows_cache:
-            rows_cache[key] = rows_of(world, **query)
-        rows = list(rows_cache[key])
-        handed_out[id(rows)] = key
-        return rows
-
-    def cached_sort(docs: list[Any], spec: Any, rng: Any) -> None:
-        key = handed_out.pop(id(docs), None)
-        if key is None:
-            sort(docs, spec, rng)
-            return
-        sort_key = (key, repr(spec))
-        if sort_key in sorted_cache:
-            docs[:] = sorted_cache[sort_key]
-        else:
-            sort(docs, spec, rng)
-            sorted_cache[sort_key] = list(docs)
-
-    fake_server._queue_rows = cached_rows
-    fake_server._sort_documents = cached_sort  # type: ignore[assignment]
 
 
 def recording_middleware(log: list[Answered]) -> Any:
@@ -121,11 +89,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    memoize_queue_aggregation()
     user = ApiUser.supervisor(bypass_rate_limit=True)
     settings = ServerSettings(allow_infinite_count=args.infinite_count)
-    fake = FakeRocketChat(make_world(args.rows, departments=args.departments, seed=args.seed),
-                          settings, [user], shuffle_seed=args.seed)  # fmt: skip
+    world = make_world(args.rows, departments=args.departments, seed=args.seed)
+    fake = FakeRocketChat(world, settings, [user], shuffle_seed=args.seed, memoize_queries=True)
     log: list[Answered] = []
     fake.app.middlewares.append(recording_middleware(log))
     await fake.start()

@@ -9,53 +9,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import logging
+import os
 import platform
+import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from exporter import __version__
-from exporter.collectors import Collector
-from exporter.collectors.agents import AgentsCollector
-from exporter.collectors.conversations import ConversationsCollector
-from exporter.collectors.departments import DepartmentDirectory
-from exporter.collectors.inquiries import InquiriesCollector
-from exporter.collectors.queue import QueueCollector
-from exporter.config import (
-    CollectorConfig,
-    CollectorsConfig,
-    Config,
-    ConfigError,
-    ConversationsConfig,
-    PollConfig,
-    Secret,
-    describe,
-    load_config,
-    redacted_dump,
-)
+from exporter.config import Config, ConfigError, describe, load_config, redacted_dump
 from exporter.exposition import Exposition
 from exporter.logs import LEVELS, RedactingFilter, setup_logging
-from exporter.poller import Poller, Schedule, rate_limit_warnings
-from exporter.rocketchat.auth import Authenticator, PasswordAuth, TokenAuth
-from exporter.rocketchat.client import RocketChatClient, tls_context
+from exporter.poller import Poller
+from exporter.reload import Collectors, Reloader, ReloadMetrics
 from exporter.selfmetrics import SelfMetrics
 from exporter.web import ConnectionLimits, GuardedAppRunner, WebOptions, create_app
 from exporter.webconfig import WebConfigError, WebConfigWatcher, basic_auth_middleware
+from exporter.yamlfile import quote
 
 log = logging.getLogger("exporter")
 
 SHUTDOWN_GRACE = 1.0  # seconds for in-flight scrapes; the whole stop stays under 2 s
-DEMO_INTERVAL = 10.0
 # While a render thread runs, the event loop waits up to the interpreter's switch interval (5 ms
 # by default) each time it wants the GIL back, and a scrape wants it dozens of times.
-SWITCH_INTERVAL = 0.0005  # the demo server limits 10 calls a minute per endpoint, like the real one
+SWITCH_INTERVAL = 0.0005
+# The telemetry path is a literal path: aiohttp would read "{...}" as a route pattern.
+TELEMETRY_PATH = re.compile(r"/[A-Za-z0-9/._~-]*")
 
 
 @dataclass(frozen=True)
@@ -71,38 +56,26 @@ class Options:
     demo: bool
 
 
+# flag, default, help: the Prometheus exporter conventions (contract: "Command line").
+_VALUE_FLAGS = (
+    ("--config.file", None, "YAML configuration file (env LIVECHAT_EXPORTER_CONFIG)"),
+    ("--web.listen-address", ":9776", "host:port to listen on; :port means every interface"),
+    ("--web.telemetry-path", "/metrics", "path of the metrics"),
+    ("--web.config.file", None, "TLS and basic auth for this server (exporter-toolkit format)"),
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rocketchat-livechat-exporter",
         description="Prometheus exporter for Rocket.Chat Omnichannel (livechat).",
     )
     add = parser.add_argument
-    add(
-        "--config.file",
-        dest="config_file",
-        metavar="PATH",
-        help="YAML configuration file (env LIVECHAT_EXPORTER_CONFIG)",
-    )
-    add(
-        "--web.listen-address",
-        dest="listen_address",
-        default=":9776",
-        metavar="ADDR",
-        help="host:port to listen on; :port means every interface (default :9776)",
-    )
-    add(
-        "--web.telemetry-path",
-        dest="telemetry_path",
-        default="/metrics",
-        metavar="PATH",
-        help="path of the metrics (default /metrics)",
-    )
-    add(
-        "--web.config.file",
-        dest="web_config_file",
-        metavar="PATH",
-        help="TLS and basic auth for this server, in the exporter-toolkit format",
-    )
+    for flag, default, text in _VALUE_FLAGS:
+        dest = flag.removeprefix("--").replace(".", "_").replace("-", "_")
+        metavar = "ADDR" if flag.endswith("address") else "PATH"
+        text += " (default %(default)s)" if default else ""
+        add(flag, dest=dest, default=default, metavar=metavar, help=text)
     add("--log.level", dest="log_level", default="info", choices=list(LEVELS))
     add("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
     add(
@@ -111,11 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="load and validate the configuration, print a verdict, exit 0 (good) or 2 (bad)",
     )
-    add(
-        "--demo",
-        action="store_true",
-        help="poll a built-in simulated Rocket.Chat instead of a real one",
-    )
+    add("--demo", action="store_true", help="poll a built-in simulated Rocket.Chat")
     add(
         "--version",
         action="version",
@@ -127,23 +96,29 @@ def _parser() -> argparse.ArgumentParser:
 def parse_listen_address(text: str) -> tuple[str | None, int]:
     host, colon, port_text = text.rpartition(":")
     if not colon or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError("--web.listen-address", f'"{text}" is not host:port (e.g. :9776)')
+        raise ConfigError("--web.listen-address", f"{quote(text)} is not host:port (e.g. :9776)")
     host = host.removeprefix("[").removesuffix("]")
     return (host or None), int(port_text)
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
     args = _parser().parse_args(argv)
-    host, port = parse_listen_address(args.listen_address)
-    if not args.telemetry_path.startswith("/"):
-        raise ConfigError("--web.telemetry-path", f'"{args.telemetry_path}" must start with /')
-    if args.telemetry_path.startswith("/-/"):
+    host, port = parse_listen_address(args.web_listen_address)
+    path = args.web_telemetry_path
+    if not path.startswith("/"):
+        raise ConfigError("--web.telemetry-path", f"{quote(path)} must start with /")
+    if not TELEMETRY_PATH.fullmatch(path):
+        raise ConfigError(
+            "--web.telemetry-path",
+            f"{quote(path)} must be a literal path of letters, digits and / . _ ~ -",
+        )
+    if path.startswith("/-/"):
         raise ConfigError("--web.telemetry-path", "/-/ is kept for the health endpoints")
     return Options(
         args.config_file,
         host,
         port,
-        args.telemetry_path,
+        path,
         args.web_config_file,
         args.log_level,
         args.log_format,
@@ -153,12 +128,18 @@ def parse_options(argv: Sequence[str] | None) -> Options:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until the event loop takes SIGHUP over for reloads, it must not end the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         options = parse_options(argv)
-        config = load_config(options.config_file, demo=options.demo)
+        config = config_loader(options, None)()
         web_config = WebConfigWatcher(options.web_config_file) if options.web_config_file else None
     except (ConfigError, WebConfigError) as error:
         print(f"rocketchat-livechat-exporter: config error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a bug met by odd input: still one line, still exit 2
+        problem = f"{type(error).__name__}: {error}"[:200]
+        print(f"rocketchat-livechat-exporter: config error: {problem}", file=sys.stderr)
         return 2
     redactor = setup_logging(options.log_level, options.log_format, config.secrets())
     log.debug("effective configuration", extra={"kv": {"config": redacted_dump(config)}})
@@ -175,73 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             web_config.close()
 
 
-# --- wiring ------------------------------------------------------------------------------
+def config_loader(options: Options, demo: Any) -> Callable[[], Config]:
+    """What loads the config, at start and on each reload. With --demo, the file is pointed at
+    the simulated server (`demo`: its running instance; None: only check the file)."""
+    if not options.demo:
+        return lambda: load_config(options.config_file)
+    from exporter import demo as demo_mode
 
-
-def make_auth(config: Config, redactor: RedactingFilter) -> Authenticator:
-    rc = config.rocketchat
-
-    def on_secret(secret: str) -> None:
-        redactor.add([secret])
-
-    if rc.uses_password_login:
-        return PasswordAuth(rc.username, rc.password.reveal(), rc.password_file, on_secret)
-    return TokenAuth(rc.user_id, rc.auth_token.reveal(), rc.auth_token_file, on_secret)
-
-
-def make_client(config: Config, redactor: RedactingFilter) -> RocketChatClient:
-    rc = config.rocketchat
-    tls = None
-    if rc.url.startswith("https:"):
-        tls = tls_context(rc.tls.ca_file, rc.tls.insecure_skip_verify)
-    return RocketChatClient(rc.url, make_auth(config, redactor), rc.timeout, tls)
-
-
-def make_collectors(config: Config, client: RocketChatClient) -> list[Collector]:
-    enabled = config.collectors
-    departments = DepartmentDirectory(enabled.department_refresh)
-    collectors: list[Collector] = []
-    if enabled.queue.enabled:
-        collectors.append(QueueCollector(client, config.poll, departments))
-    if enabled.inquiries.enabled:
-        collectors.append(InquiriesCollector(client, config.poll, departments))
-    if enabled.agents.enabled:
-        collectors.append(AgentsCollector(client, config.poll, departments))
-    if enabled.conversations.enabled:  # conv
-        collectors.append(
-            ConversationsCollector(client, config.poll, enabled.conversations, departments)
-        )
-    return collectors
-
-
-def demo_config(config: Config, url: str, user_id: str, token: str) -> Config:
-    """Points the configuration at the simulated server; without a config file, the demo also
-    turns every collector on and polls at the simulated server's pace."""
-    rocketchat = dataclasses.replace(
-        config.rocketchat,
-        url=url,
-        user_id=user_id,
-        auth_token=Secret(token),
-        auth_token_file="",
-        username="",
-        password_file="",
-        password=Secret(""),
-    )
-    config = dataclasses.replace(config, rocketchat=rocketchat)
-    if config.source != "(no config file)":
-        return config
-    on = CollectorConfig(True)
-    return dataclasses.replace(
-        config,
-        poll=PollConfig(interval=DEMO_INTERVAL),
-        source="(demo)",
-        collectors=CollectorsConfig(
-            queue=on,
-            inquiries=on,
-            agents=on,
-            conversations=ConversationsConfig(enabled=True, interval=DEMO_INTERVAL),
-        ),
-    )
+    target = demo_mode.CHECK_ONLY if demo is None else demo_mode.target_of(demo)
+    return lambda: demo_mode.demo_config(options.config_file, os.environ, target)
 
 
 def tune_runtime() -> None:
@@ -268,18 +191,17 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    if web_config is not None:  # SIGHUP re-reads the web config now, as the toolkit does
-        loop.add_signal_handler(signal.SIGHUP, lambda: web_config.maybe_reload(force=True))
     async with contextlib.AsyncExitStack() as stack:
+        load = config_loader(options, None)
         if options.demo:
-            from exporter.fake import start_demo_server
+            from exporter.demo import start_demo
 
-            demo = await start_demo_server()
-            stack.push_async_callback(demo.stop)
-            config = demo_config(config, demo.url, demo.user_id, demo.token)
-            redactor.add([demo.token])
-            log.info("demo: simulated Rocket.Chat started", extra={"kv": {"url": demo.url}})
-        return await _run(config, options, redactor, stop, stack, web_config)
+            server, config = await start_demo(options.config_file, os.environ)
+            stack.push_async_callback(server.stop)
+            load = config_loader(options, server)
+            redactor.add(config.secrets())
+            log.info("demo: simulated Rocket.Chat started", extra={"kv": {"url": server.url}})
+        return await _run(config, options, redactor, stop, stack, load, web_config)
     return 0
 
 
@@ -289,20 +211,30 @@ async def _run(
     redactor: RedactingFilter,
     stop: asyncio.Event,
     stack: contextlib.AsyncExitStack,
+    load: Callable[[], Config],
     web_config: WebConfigWatcher | None = None,
 ) -> int:
     log.info("starting", extra={"kv": {"version": __version__, "config": describe(config)}})
-    client = await stack.enter_async_context(make_client(config, redactor))
-    schedules = [Schedule(c, config.interval_of(c.name)) for c in make_collectors(config, client)]
-    for warning in rate_limit_warnings(schedules):
-        log.warning(warning)
     metrics = SelfMetrics(config.collectors.enabled_names())
     exposition = Exposition(metrics.registry)
-    poller = Poller(schedules, client.ready_at, exposition, metrics, config.poll.max_staleness)
+    poller = Poller(
+        [], _never_gated, exposition, metrics, config.poll.max_staleness, redact=redactor.clean
+    )
+    collectors = Collectors(config, poller, metrics, redactor)
+    stack.push_async_callback(collectors.close)
+    try:
+        await collectors.start()
+    except ConfigError as error:  # a collector this build cannot make
+        log.error("config error", extra={"kv": {"error": str(error)}})
+        return 2
+    reloader = Reloader(
+        load, collectors, ReloadMetrics(metrics), redactor, web_config, options.web_config_file
+    )
+    _on_signal(signal.SIGHUP, reloader.reload)
     limits = ConnectionLimits()
     web_options = WebOptions(options.telemetry_path, config.rocketchat.url, limits)
     middlewares = [basic_auth_middleware(web_config)] if web_config is not None else []
-    app = create_app(exposition, web_options, lambda: poller.status.values(), middlewares)
+    app = create_app(exposition, web_options, poller.statuses, middlewares, reload=reloader.reload)
     runner = GuardedAppRunner(app, limits, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
@@ -314,17 +246,7 @@ async def _run(
         where = f"{options.listen_host or ''}:{options.listen_port}"
         log.error("cannot listen", extra={"kv": {"address": where, "error": error.strerror}})
         return 1
-    addresses = ", ".join(_address(a) for a in runner.addresses)
-    scheme = "https" if tls is not None else "http"
-    log.info(
-        "listening",
-        extra={"kv": {"address": addresses, "path": options.telemetry_path, "scheme": scheme}},
-    )
-    if options.demo:
-        log.info(
-            "demo running: open this in a browser",
-            extra={"kv": {"url": _browser_url(options, scheme, runner.addresses)}},
-        )
+    _log_listening(options, runner, tls is not None)
     polling = asyncio.create_task(poller.run(), name="poller")
     stopping = asyncio.create_task(stop.wait(), name="stop")
     await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -339,17 +261,43 @@ async def _run(
     return 0
 
 
+def _never_gated(_: str) -> float:
+    return 0.0  # each schedule brings its client's gate
+
+
+_signal_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _on_signal(signum: int, handler: Callable[[], Coroutine[Any, Any, object]]) -> None:
+    """Runs `handler` in a task at each `signum`; one at a time is the handler's business."""
+
+    def spawn() -> None:
+        task = asyncio.create_task(handler(), name=f"signal-{signum}")
+        _signal_tasks.add(task)
+        task.add_done_callback(_signal_tasks.discard)
+
+    asyncio.get_running_loop().add_signal_handler(signum, spawn)
+
+
+def _log_listening(options: Options, runner: web.AppRunner, tls: bool) -> None:
+    addresses = ", ".join(_address(a) for a in runner.addresses)
+    scheme = "https" if tls else "http"
+    log.info(
+        "listening",
+        extra={"kv": {"address": addresses, "path": options.telemetry_path, "scheme": scheme}},
+    )
+    if options.demo:
+        from exporter.demo import browser_url
+
+        port = runner.addresses[0][1] if runner.addresses else options.listen_port
+        log.info(
+            "demo running: open this in a browser",
+            extra={"kv": {"url": browser_url(options.listen_host, port, scheme)}},
+        )
+
+
 def _address(address: object) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         host = str(address[0])
         return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
     return str(address)
-
-
-def _browser_url(options: Options, scheme: str, addresses: list[Any]) -> str:
-    host = options.listen_host or "localhost"
-    if host in ("0.0.0.0", "::"):
-        host = "localhost"
-    port = addresses[0][1] if addresses else options.listen_port
-    host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{host}:{port}/"

@@ -1,21 +1,25 @@
-"""The exporter's configuration: schema, loading from YAML and the environment, validation.
+"""The exporter's configuration: the schema, loading from YAML and the environment, validation.
 
-Everything is checked before anything starts. A problem raises `ConfigError`, whose text is one
-line naming the key and what is wrong; the command line turns it into exit code 2.
+The file is decoded strictly in one call (exporter/yamlfile.py): unknown keys, wrong types and
+duplicate keys are errors. Cross-field rules live in `validate`. Every problem raises
+`ConfigError`, whose text is one line naming the key; the command line turns it into exit code 2.
+docs/configuration.md describes every key.
 """
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+import ssl
+from collections.abc import Mapping
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import yaml
+import msgspec
+
+from exporter import yamlfile
+from exporter.durations import Seconds, decode_seconds, format_duration, parse_duration
+from exporter.logs import REDACTED
 
 ENV_CONFIG_FILE = "LIVECHAT_EXPORTER_CONFIG"
 ENV_URL = "ROCKETCHAT_URL"
@@ -56,90 +60,96 @@ class Secret:
         return hash(self._value)
 
     def __repr__(self) -> str:
-        return "Secret('<redacted>')" if self._value else "Secret('')"
+        return f"Secret('{REDACTED}')" if self._value else "Secret('')"
 
     __str__ = __repr__
 
 
-@dataclass(frozen=True)
-class ClientTLSConfig:
+def _no_secret() -> Secret:
+    return Secret("")
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class ClientTLSConfig(_Strict, frozen=True):
     ca_file: str = ""
     insecure_skip_verify: bool = False
 
 
-@dataclass(frozen=True)
-class RocketChatConfig:
+class RocketChatConfig(_Strict, frozen=True):
     url: str = ""
     user_id: str = ""
-    auth_token: Secret = field(default_factory=lambda: Secret(""))
+    auth_token: Secret = msgspec.field(default_factory=_no_secret)
     auth_token_file: str = ""
     username: str = ""
     password_file: str = ""
-    password: Secret = field(default_factory=lambda: Secret(""))  # only from ROCKETCHAT_PASSWORD
-    timeout: float = 10.0
-    tls: ClientTLSConfig = field(default_factory=ClientTLSConfig)
+    password: Secret = msgspec.field(default_factory=_no_secret)  # only from ROCKETCHAT_PASSWORD
+    timeout: Seconds = Seconds(10)
+    tls: ClientTLSConfig = msgspec.field(default_factory=ClientTLSConfig)
 
     @property
     def uses_password_login(self) -> bool:
         return bool(self.username)
 
 
-@dataclass(frozen=True)
-class PollConfig:
-    interval: float = 30.0
-    page_size: int = 0
+class PollConfig(_Strict, frozen=True):
+    interval: Seconds = Seconds(30)
+    page_size: Annotated[int, msgspec.Meta(ge=0)] = 0
     include_offline_agents: bool = True
     department_id: str = ""
     agent_id: str = ""
-    max_staleness: float = 300.0
+    max_staleness: Seconds = Seconds(300)
 
 
-@dataclass(frozen=True)
-class CollectorConfig:
-    enabled: bool
-    interval: float | None = None  # None: poll.interval
+class CollectorConfig(_Strict, frozen=True):
+    enabled: bool = True
+    interval: Seconds | None = None  # None: poll.interval
 
 
-# Histogram upper bounds in seconds (contract.md): answered-within-T needs T to be a bound.
-FIRST_RESPONSE_BUCKETS = (15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-DURATION_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
+def _seconds(*texts: str) -> tuple[Seconds, ...]:
+    return tuple(Seconds(parse_duration(text)) for text in texts)
 
 
-@dataclass(frozen=True)
-class ConversationsConfig(CollectorConfig):
-    """The conversations collector: off by default, its own 1m interval (conversations.md)."""
+class ConversationsConfig(CollectorConfig, frozen=True):
+    interval: Seconds | None = Seconds(60)
+    first_response_buckets: tuple[Seconds, ...] = _seconds(
+        "15s", "30s", "1m", "2m", "5m", "10m", "30m", "1h"
+    )
+    duration_buckets: tuple[Seconds, ...] = _seconds(
+        "1m", "5m", "15m", "30m", "1h", "2h", "4h", "8h"
+    )
+    # Each poll re-reads rooms closed this long before its window: a late close counts once.
+    lookback: Seconds = Seconds(300)
+    max_catch_up: Seconds = Seconds(3600)  # after failed polls, read back at most this far
 
-    enabled: bool = False
-    interval: float | None = 60.0
-    first_response_buckets: tuple[float, ...] = FIRST_RESPONSE_BUCKETS
-    duration_buckets: tuple[float, ...] = DURATION_BUCKETS
-    lookback: float = 300.0  # re-read this long before each window: late closes count once
-    max_catch_up: float = 3600.0  # after failed polls, read back at most this far
 
-
-@dataclass(frozen=True)
-class CollectorsConfig:
-    queue: CollectorConfig = field(default_factory=lambda: CollectorConfig(True))
-    inquiries: CollectorConfig = field(default_factory=lambda: CollectorConfig(False))
-    agents: CollectorConfig = field(default_factory=lambda: CollectorConfig(False))
-    conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
+class CollectorsConfig(_Strict, frozen=True):
+    queue: CollectorConfig = CollectorConfig(enabled=True)
+    inquiries: CollectorConfig = CollectorConfig(enabled=False)
+    agents: CollectorConfig = CollectorConfig(enabled=False)
+    conversations: ConversationsConfig = ConversationsConfig(enabled=False)
     # How often inquiries refreshes department names from livechat/department (slow on purpose).
-    department_refresh: float = 600.0
+    department_refresh: Seconds = Seconds(600)
 
     def enabled_names(self) -> tuple[str, ...]:
-        return tuple(name for name in COLLECTOR_NAMES if getattr(self, name).enabled)
+        return tuple(name for name in COLLECTOR_NAMES if self.of(name).enabled)
+
+    def of(self, name: str) -> CollectorConfig:
+        own: CollectorConfig = getattr(self, name)
+        return own
 
 
-@dataclass(frozen=True)
-class Config:
-    rocketchat: RocketChatConfig = field(default_factory=RocketChatConfig)
-    poll: PollConfig = field(default_factory=PollConfig)
-    collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
-    source: str = "(defaults)"
+class Config(_Strict, frozen=True):
+    rocketchat: RocketChatConfig = msgspec.field(default_factory=RocketChatConfig)
+    poll: PollConfig = msgspec.field(default_factory=PollConfig)
+    collectors: CollectorsConfig = msgspec.field(default_factory=CollectorsConfig)
+    source: str = "(defaults)"  # not a key of the file: where the config came from
 
     def interval_of(self, collector: str) -> float:
-        own: CollectorConfig = getattr(self.collectors, collector)
-        return own.interval if own.interval is not None else self.poll.interval
+        own = self.collectors.of(collector).interval
+        return own if own is not None else self.poll.interval
 
     def secrets(self) -> tuple[str, ...]:
         """Every credential text, for the log redaction filter."""
@@ -147,281 +157,105 @@ class Config:
         return tuple(v for v in values if v)
 
 
-# --- durations ------------------------------------------------------------------------------
-
-_DURATION_UNITS = (
-    ("y", 365 * 86400.0),
-    ("w", 7 * 86400.0),
-    ("d", 86400.0),
-    ("h", 3600.0),
-    ("m", 60.0),
-    ("s", 1.0),
-    ("ms", 0.001),
-)
-_DURATION_RE = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
+# Fields of the structs above that the file must not set.
+_NOT_IN_FILE = {
+    ("source",): "",
+    ("rocketchat", "password"): f" (use password_file or {ENV_PASSWORD})",
+}
 
 
-def parse_duration(text: str) -> float:
-    """A Prometheus duration (`500ms`, `30s`, `1h30m`) in seconds; ValueError if malformed."""
-    if text == "0":
-        return 0.0
-    match = _DURATION_RE.match(text)
-    if not text or match is None:
-        raise ValueError(text)
-    return sum(
-        int(n) * unit for n, (_, unit) in zip(match.groups(), _DURATION_UNITS, strict=True) if n
-    )
+# --- decoding ---------------------------------------------------------------------------------
 
 
-def format_duration(seconds: float) -> str:
-    if seconds and seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = round(seconds)
-    parts = []
-    for suffix, unit in (("h", 3600), ("m", 60), ("s", 1)):
-        count, whole = divmod(whole, unit)
-        if count:
-            parts.append(f"{count}{suffix}")
-    return "".join(parts) or "0s"
+def _dec_hook(type_: type, value: Any) -> Any:
+    if type_ is Seconds:
+        return decode_seconds(value)
+    if type_ is Secret:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, not {yamlfile.kind(value)}")  # value not shown
+        return Secret(value)
+    raise NotImplementedError(type_)
 
 
-# --- reading a YAML mapping strictly ---------------------------------------------------------
-
-T = TypeVar("T")
-
-
-class _Section:
-    """One mapping of the YAML file, read key by key; unknown keys are errors."""
-
-    def __init__(self, raw: object, path: str) -> None:
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise ConfigError(path, f"must be a mapping, not {_kind(raw)}")
-        self.raw: Mapping[object, object] = raw
-        self.path = path
-        self.read: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def take(self, name: str, default: T, convert: Callable[[object, str], T]) -> T:
-        self.read.add(name)
-        if name not in self.raw or self.raw[name] is None:
-            return default
-        return convert(self.raw[name], self.key(name))
-
-    def section(self, name: str) -> _Section:
-        self.read.add(name)
-        return _Section(self.raw.get(name), self.key(name))
-
-    def finish(self) -> None:
-        for name in self.raw:
-            if not isinstance(name, str):
-                raise ConfigError(self.path, f"keys must be strings, got {name!r}")
-            if name not in self.read:
-                near = difflib.get_close_matches(name, sorted(self.read), n=1)
-                hint = f' (did you mean "{near[0]}"?)' if near else ""
-                raise ConfigError(self.key(name), f"unknown key{hint}")
-
-
-def _kind(value: object) -> str:
-    return {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)
-
-
-def _string(value: object, key: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(key, f"must be a string, not {_kind(value)}")
-    return value
-
-
-def _boolean(value: object, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"must be true or false, not {_kind(value)} ({value!r})")
-    return value
-
-
-def _count(value: object, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"must be a whole number, not {_kind(value)} ({value!r})")
-    if value < 0:
-        raise ConfigError(key, f"must be 0 or more, not {value}")
-    return value
-
-
-def _duration(value: object, key: str) -> float:
-    if not isinstance(value, str):
-        raise ConfigError(
-            key, f"must be a duration such as 30s or 5m, not {_kind(value)} ({value!r}); add a unit"
-        )
+def _decode(raw: object) -> Config:
     try:
-        return parse_duration(value.strip())
-    except ValueError:
-        raise ConfigError(
-            key, f'"{value}" is not a duration (want e.g. 500ms, 30s, 5m, 1h30m)'
-        ) from None
+        raw = _prepare(yamlfile.drop_empty({} if raw is None else raw))
+        return yamlfile.decode(raw, Config, dec_hook=_dec_hook)
+    except yamlfile.DecodeError as error:
+        problem = yamlfile.in_words(error.problem)
+        if problem == "unknown key":
+            problem += yamlfile.did_you_mean(Config, error.key)
+        raise ConfigError(error.key, problem) from None
 
 
-def _secret(value: object, key: str) -> Secret:
-    return Secret(_string(value, key))
+def _prepare(raw: object) -> object:
+    """Plain YAML values as the schema reads them: `queue: true` is short for
+    `queue: {enabled: true}`, and keys the file must not set are refused."""
+    if not isinstance(raw, dict):
+        return raw
+    for path, hint in _NOT_IN_FILE.items():
+        section: object = raw
+        for part in path[:-1]:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict) and path[-1] in section:
+            raise ConfigError(".".join(path), f"unknown key{hint}")
+    collectors = raw.get("collectors")
+    if isinstance(collectors, dict):
+        for name in COLLECTOR_NAMES:
+            value = collectors.get(name)
+            if isinstance(value, bool):
+                collectors[name] = {"enabled": value}
+            elif name in collectors and not isinstance(value, dict):
+                raise ConfigError(
+                    f"collectors.{name}",
+                    f"must be true, false or a mapping with enabled and interval, "
+                    f"not {yamlfile.kind(value)}",
+                )
+    return raw
 
 
-# --- the schema ------------------------------------------------------------------------------
-
-
-def _read_tls(section: _Section) -> ClientTLSConfig:
-    tls = ClientTLSConfig(
-        ca_file=section.take("ca_file", "", _string),
-        insecure_skip_verify=section.take("insecure_skip_verify", False, _boolean),
-    )
-    section.finish()
-    return tls
-
-
-def _read_rocketchat(section: _Section, env: Mapping[str, str]) -> RocketChatConfig:
-    def env_fills(value: str, name: str) -> str:
-        return value or env.get(name, "")
-
-    config = RocketChatConfig(
-        url=env_fills(section.take("url", "", _string), ENV_URL),
-        user_id=env_fills(section.take("user_id", "", _string), ENV_USER_ID),
-        auth_token=section.take("auth_token", Secret(""), _secret)
-        or Secret(env.get(ENV_AUTH_TOKEN, "")),
-        auth_token_file=section.take("auth_token_file", "", _string),
-        username=section.take("username", "", _string),
-        password_file=section.take("password_file", "", _string),
+def _fill_from_env(config: Config, env: Mapping[str, str], source: str) -> Config:
+    rc = config.rocketchat
+    rc = msgspec.structs.replace(
+        rc,
+        url=rc.url or env.get(ENV_URL, ""),
+        user_id=rc.user_id or env.get(ENV_USER_ID, ""),
+        auth_token=rc.auth_token or Secret(env.get(ENV_AUTH_TOKEN, "")),
         password=Secret(env.get(ENV_PASSWORD, "")),
-        timeout=section.take("timeout", 10.0, _duration),
-        tls=_read_tls(section.section("tls")),
     )
-    section.finish()
-    return config
+    return msgspec.structs.replace(config, rocketchat=rc, source=source)
 
 
-def _read_poll(section: _Section) -> PollConfig:
-    poll = PollConfig(
-        interval=section.take("interval", 30.0, _duration),
-        page_size=section.take("page_size", 0, _count),
-        include_offline_agents=section.take("include_offline_agents", True, _boolean),
-        department_id=section.take("department_id", "", _string),
-        agent_id=section.take("agent_id", "", _string),
-        max_staleness=section.take("max_staleness", 300.0, _duration),
-    )
-    section.finish()
-    return poll
+# --- cross-field checks -----------------------------------------------------------------------
 
 
-def _read_collector(parent: _Section, name: str, default: CollectorConfig) -> CollectorConfig:
-    """`queue: true`, or `queue: {enabled: true, interval: 1m}`."""
-    raw = parent.raw.get(name)
-    if raw is None or isinstance(raw, bool):
-        return parent.take(name, default, lambda v, k: CollectorConfig(_boolean(v, k)))
-    if not isinstance(raw, Mapping):
-        parent.read.add(name)
-        raise ConfigError(
-            parent.key(name),
-            f"must be true, false or a mapping with enabled and interval, not {_kind(raw)}",
-        )
-    section = parent.section(name)
-    config = CollectorConfig(
-        enabled=section.take("enabled", True, _boolean),
-        interval=section.take("interval", None, _duration),
-    )
-    section.finish()
-    return config
-
-
-def _read_conversations(parent: _Section, default: ConversationsConfig) -> ConversationsConfig:
-    """`conversations: true`, or the long form with its own keys (contract.md)."""
-    raw = parent.raw.get("conversations")
-    if raw is None or isinstance(raw, bool):
-        return parent.take(
-            "conversations", default, lambda v, k: ConversationsConfig(enabled=_boolean(v, k))
-        )
-    if not isinstance(raw, Mapping):
-        parent.read.add("conversations")
-        raise ConfigError(
-            parent.key("conversations"), f"must be true, false or a mapping, not {_kind(raw)}"
-        )
-    section = parent.section("conversations")
-    config = ConversationsConfig(
-        enabled=section.take("enabled", True, _boolean),
-        interval=section.take("interval", default.interval, _duration),
-        first_response_buckets=section.take(
-            "first_response_buckets", default.first_response_buckets, _buckets
-        ),
-        duration_buckets=section.take("duration_buckets", default.duration_buckets, _buckets),
-        lookback=section.take("lookback", default.lookback, _duration),
-        max_catch_up=section.take("max_catch_up", default.max_catch_up, _duration),
-    )
-    section.finish()
-    return config
-
-
-def _buckets(value: object, key: str) -> tuple[float, ...]:
-    """A non-empty list of durations in increasing order: histogram upper bounds."""
-    if not isinstance(value, list) or not value:
-        raise ConfigError(key, f"must be a non-empty list of durations, not {_kind(value)}")
-    bounds = tuple(_duration(item, f"{key}[{n}]") for n, item in enumerate(value))
-    if any(b <= 0 for b in bounds) or any(a >= b for a, b in itertools.pairwise(bounds)):
-        raise ConfigError(key, "must be durations above 0s in increasing order")
-    return bounds
-
-
-def _read_collectors(section: _Section) -> CollectorsConfig:
-    defaults = CollectorsConfig()
-    collectors = CollectorsConfig(
-        queue=_read_collector(section, "queue", defaults.queue),
-        inquiries=_read_collector(section, "inquiries", defaults.inquiries),
-        agents=_read_collector(section, "agents", defaults.agents),
-        conversations=_read_conversations(section, defaults.conversations),
-        department_refresh=section.take("department_refresh", 600.0, _duration),
-    )
-    section.finish()
-    return collectors
-
-
-def _check_values(config: Config, demo: bool) -> None:
-    poll, rc = config.poll, config.rocketchat
+def validate(config: Config) -> None:
+    """Everything a type cannot say; raises ConfigError for the first problem."""
+    poll, rc, collectors = config.poll, config.rocketchat, config.collectors
     _check_interval("poll.interval", poll.interval)
     for name in COLLECTOR_NAMES:
-        own = getattr(config.collectors, name).interval
+        own = collectors.of(name).interval
         if own is not None:
             _check_interval(f"collectors.{name}.interval", own)
-    conversations = config.collectors.conversations
-    if conversations.lookback < 0:
-        raise ConfigError("collectors.conversations.lookback", "must be 0s or more")
-    if conversations.max_catch_up < config.interval_of("conversations"):
-        raise ConfigError(
-            "collectors.conversations.max_catch_up", "must be at least the collector's interval"
-        )
-    if config.collectors.department_refresh < 10:
+    if collectors.department_refresh < 10:
         raise ConfigError("collectors.department_refresh", "must be 10s or more")
     if rc.timeout <= 0:
         raise ConfigError("rocketchat.timeout", "must be more than 0s")
-    if not config.collectors.enabled_names():
+    if not collectors.enabled_names():
         raise ConfigError("collectors", "every collector is off; turn on at least one")
-    if demo:
-        return  # the demo brings its own server and credentials
+    _check_conversations(collectors.conversations)
     _check_url(rc.url)
     _check_credentials(rc)
     for key, path in (
-        ("rocketchat.tls.ca_file", rc.tls.ca_file),
         ("rocketchat.auth_token_file", rc.auth_token_file),
         ("rocketchat.password_file", rc.password_file),
     ):
         if path and not os.access(path, os.R_OK):
             # The path is not quoted: a credential pasted here by mistake must not be echoed.
             raise ConfigError(key, "cannot read the file it names (missing, or no permission)")
+        if path and os.path.isdir(path):
+            raise ConfigError(key, "names a directory, not a file")
+    _check_ca_file(rc.tls.ca_file)
 
 
 def _check_interval(key: str, seconds: float) -> None:
@@ -429,22 +263,62 @@ def _check_interval(key: str, seconds: float) -> None:
         raise ConfigError(key, f"must be 1s or more, not {format_duration(seconds)}")
 
 
+def _check_conversations(own: ConversationsConfig) -> None:
+    key = "collectors.conversations"
+    for name in ("first_response_buckets", "duration_buckets"):
+        buckets: tuple[Seconds, ...] = getattr(own, name)
+        if not buckets:
+            raise ConfigError(f"{key}.{name}", "needs at least one bucket")
+        if buckets[0] <= 0:
+            raise ConfigError(f"{key}.{name}", "buckets must be more than 0s")
+        for low, high in itertools.pairwise(buckets):
+            if high <= low:
+                raise ConfigError(
+                    f"{key}.{name}",
+                    f"buckets must increase strictly ({format_duration(low)} is followed by "
+                    f"{format_duration(high)})",
+                )
+    if own.max_catch_up < 1:
+        raise ConfigError(f"{key}.max_catch_up", "must be 1s or more")
+
+
 def _check_url(url: str) -> None:
     key = "rocketchat.url"
     if not url:
         raise ConfigError(key, f"is required (or set {ENV_URL})")
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
+    not_a_url = f"{yamlfile.quote(url)} is not an http(s) URL such as https://chat.example.com"
+    try:
+        parts = urlsplit(url)
+        has_user = parts.username is not None or parts.password is not None
+        hostname, _ = parts.hostname, parts.port  # .port raises on a bad port
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 address
+        raise ConfigError(key, not_a_url) from None
+    if has_user:
         # Not echoed: the user info may hold a password.
         raise ConfigError(
             key,
             "must not hold a user or password; use user_id with "
             "auth_token(_file), or username with password_file",
         )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(key, f'"{url}" is not an http(s) URL such as https://chat.example.com')
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise ConfigError(key, not_a_url)
     if parts.query or parts.fragment:
         raise ConfigError(key, "must not have a query or fragment")
+
+
+def _check_ca_file(path: str) -> None:
+    """Loads the CA file now, so that --check-config catches what the first poll would."""
+    key = "rocketchat.tls.ca_file"
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise ConfigError(key, "names a directory; give a PEM file of CA certificates")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError):  # SSLError first: it is an OSError too
+        raise ConfigError(key, "is not a PEM file of CA certificates") from None
+    except OSError as error:
+        raise ConfigError(key, f"cannot read the file it names ({error.strerror})") from None
 
 
 def _check_credentials(rc: RocketChatConfig) -> None:
@@ -456,8 +330,8 @@ def _check_credentials(rc: RocketChatConfig) -> None:
     if token and rc.username:
         raise ConfigError(
             "rocketchat.username",
-            "set either a token (auth_token, "
-            "auth_token_file) or username with a password, not both",
+            "set either a token (auth_token, auth_token_file) or username with a password, "
+            "not both",
         )
     if token:
         if not rc.user_id:
@@ -473,44 +347,44 @@ def _check_credentials(rc: RocketChatConfig) -> None:
         return
     raise ConfigError(
         "rocketchat.auth_token",
-        f"no credentials: set user_id with auth_token or "
-        f"auth_token_file (or {ENV_USER_ID}/{ENV_AUTH_TOKEN}), or username "
-        "with password_file",
+        f"no credentials: set user_id with auth_token or auth_token_file "
+        f"(or {ENV_USER_ID}/{ENV_AUTH_TOKEN}), or username with password_file",
     )
 
 
-def parse_config(raw: object, env: Mapping[str, str], source: str, demo: bool = False) -> Config:
-    top = _Section(raw, "")
-    config = Config(
-        rocketchat=_read_rocketchat(top.section("rocketchat"), env),
-        poll=_read_poll(top.section("poll")),
-        collectors=_read_collectors(top.section("collectors")),
-        source=source,
-    )
-    top.finish()
-    _check_values(config, demo)
+# --- entry points -----------------------------------------------------------------------------
+
+
+def parse_config(raw: object, env: Mapping[str, str], source: str) -> Config:
+    """Plain YAML values (a parsed file) as a validated Config."""
+    config = _fill_from_env(_decode(raw), env, source)
+    validate(config)
     return config
 
 
-def load_config(
-    path: str | None, env: Mapping[str, str] | None = None, demo: bool = False
-) -> Config:
+def load_config(path: str | None, env: Mapping[str, str] | None = None) -> Config:
     """Reads the YAML file at `path` (or none: defaults and the environment) and validates it."""
     env = os.environ if env is None else env
-    path = path or env.get(ENV_CONFIG_FILE) or None
+    return parse_config(read_config_file(path, env), env, config_source(path, env))
+
+
+def config_path(path: str | None, env: Mapping[str, str]) -> str | None:
+    return path or env.get(ENV_CONFIG_FILE) or None
+
+
+def config_source(path: str | None, env: Mapping[str, str]) -> str:
+    return config_path(path, env) or "(no config file)"
+
+
+def read_config_file(path: str | None, env: Mapping[str, str]) -> object:
+    """The file's YAML values (an empty mapping without a file); ConfigError if unreadable."""
+    path = config_path(path, env)
     if path is None:
-        return parse_config({}, env, "(no config file)", demo)
+        return {}
     try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except OSError as error:
-        raise ConfigError("", f'cannot read config file "{path}": {error.strerror}') from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise ConfigError("", f'config file "{path}"{where}: {problem}') from None
-    return parse_config(raw, env, path, demo)
+        return yamlfile.load_yaml(path)
+    except yamlfile.YamlError as error:
+        raise ConfigError("", f"config file {yamlfile.quote(path, 240)}: {error}") from None
 
 
 def describe(config: Config) -> str:
@@ -525,55 +399,19 @@ def describe(config: Config) -> str:
         f"{name} every {format_duration(config.interval_of(name))}"
         for name in config.collectors.enabled_names()
     )
-    return f"{config.source}: {rc.url or '(demo)'} with {auth}; {collectors}"
+    return f"{config.source}: {rc.url} with {auth}; {collectors}"
+
+
+def _enc_hook(value: object) -> object:
+    if isinstance(value, Secret):
+        return REDACTED if value else ""
+    if isinstance(value, Seconds):
+        return format_duration(value)
+    raise NotImplementedError(type(value))
 
 
 def redacted_dump(config: Config) -> dict[str, Any]:
-    """The effective configuration as a mapping, credentials replaced by "<redacted>"."""
-    rc, poll, col = config.rocketchat, config.poll, config.collectors
-
-    def hide(secret: Secret) -> str:
-        return "<redacted>" if secret else ""
-
-    def collector(own: CollectorConfig) -> dict[str, Any]:
-        interval = format_duration(own.interval) if own.interval is not None else None
-        return {"enabled": own.enabled, "interval": interval}
-
-    return {
-        "rocketchat": {
-            "url": rc.url,
-            "user_id": rc.user_id,
-            "auth_token": hide(rc.auth_token),
-            "auth_token_file": rc.auth_token_file,
-            "username": rc.username,
-            "password_file": rc.password_file,
-            "password (env)": hide(rc.password),
-            "timeout": format_duration(rc.timeout),
-            "tls": {"ca_file": rc.tls.ca_file, "insecure_skip_verify": rc.tls.insecure_skip_verify},
-        },
-        "poll": {
-            "interval": format_duration(poll.interval),
-            "page_size": poll.page_size,
-            "include_offline_agents": poll.include_offline_agents,
-            "department_id": poll.department_id,
-            "agent_id": poll.agent_id,
-            "max_staleness": format_duration(poll.max_staleness),
-        },
-        "collectors": {
-            "queue": collector(col.queue),
-            "inquiries": collector(col.inquiries),
-            "agents": collector(col.agents),
-            "conversations": {
-                **collector(col.conversations),
-                "first_response_buckets": [
-                    format_duration(b) for b in col.conversations.first_response_buckets
-                ],
-                "duration_buckets": [
-                    format_duration(b) for b in col.conversations.duration_buckets
-                ],
-                "lookback": format_duration(col.conversations.lookback),
-                "max_catch_up": format_duration(col.conversations.max_catch_up),
-            },
-            "department_refresh": format_duration(col.department_refresh),
-        },
-    }
+    """The effective configuration as plain values, credentials replaced by "<redacted>"."""
+    # Through JSON rather than to_builtins, so that tuples come out as lists (yaml.safe_dump).
+    dump: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(config, enc_hook=_enc_hook))
+    return dump

@@ -10,23 +10,26 @@ failed poll.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from exporter.collectors import Collector
-from exporter.config import format_duration
+from exporter.durations import format_duration
 from exporter.exposition import Exposition
 from exporter.rocketchat.answers import Answer, Outcome
 from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import Families
+from exporter.snapshot import CollectorStatus, Families
 
 log = logging.getLogger(__name__)
 
 JITTER = 0.05  # each interval is stretched or shortened by up to 5%
-# Rocket.Chat's default: 10 calls a minute per endpoint and client IP (rocketchat-api.md §3).
+# Rocket.Chat's default: 10 calls a minute per endpoint and client IP (docs/rocketchat-api.md,
+# "Rate limits").
 DEFAULT_RATE_LIMIT_PER_MINUTE = 10
 RATE_LIMIT_FIX = (
     "give the exporter's Rocket.Chat user the bot role or the api-bypass-rate-limit "
@@ -38,24 +41,45 @@ RATE_LIMIT_FIX = (
 class Schedule:
     collector: Collector
     interval: float
+    # When the collector's endpoint may be called again (the client's rate-limit gate); None:
+    # the poller's own. A reload that replaces the client gives new schedules their own.
+    ready_at: Callable[[str], float] | None = None
 
 
 @dataclass
-class CollectorStatus:
-    """What the landing page shows about one collector."""
+class _State:
+    """The poller's own view of one collector; `published()` is what others see."""
 
     name: str
     interval: float
     outcome: Outcome | None = None
     message: str = ""
-    last_success: float | None = None  # Unix time
+    last_success: float | None = None
     series: int = 0
-    serving: bool = False  # its series are in the snapshot
+    serving: bool = False
     failed_at: float | None = None  # clock() of the first failed poll since the last success
     warned_rate: bool = field(default=False, repr=False)
 
+    def published(self) -> CollectorStatus:
+        return CollectorStatus(
+            self.name,
+            self.interval,
+            self.outcome,
+            self.message,
+            self.last_success,
+            self.series,
+            self.serving,
+        )
+
+
+def _unchanged(text: str) -> str:
+    return text
+
 
 class Poller:
+    """Polls each scheduled collector in its own task. Collectors can be started and stopped
+    while it runs (a config reload); the others keep their series and schedule."""
+
     def __init__(
         self,
         schedules: Sequence[Schedule],
@@ -66,34 +90,93 @@ class Poller:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        redact: Callable[[str], str] = _unchanged,
     ) -> None:
-        self._schedules = schedules
-        self._ready_at = ready_at  # an endpoint's rate-limit reopening, from the client
+        self._initial = list(schedules)
+        self._ready_at = ready_at
         self._exposition = exposition
         self._metrics = metrics
-        self._max_staleness = max_staleness
+        self.max_staleness = max_staleness  # the same for all: it comes from poll.*
         self._clock = clock
         self._rng = rng or random.Random()
-        self.status = {
-            s.collector.name: CollectorStatus(s.collector.name, s.interval) for s in schedules
-        }
+        self._redact = redact  # a server may echo a credential in an error message
+        self._states: dict[str, _State] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._published: dict[str, CollectorStatus] = {}
+        self._broken: asyncio.Future[None] | None = None
+
+    @property
+    def status(self) -> Mapping[str, CollectorStatus]:
+        """The last published status of each running collector, by name."""
+        return MappingProxyType(self._published)
+
+    def statuses(self) -> tuple[CollectorStatus, ...]:
+        return tuple(self._published.values())
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            for schedule in self._schedules:
-                group.create_task(self._run(schedule), name=f"poll-{schedule.collector.name}")
+        """Polls until cancelled; raises if a collector's task fails (a bug in the poller)."""
+        broken = self._broken_future()
+        for schedule in self._initial:
+            self.start(schedule)
+        try:
+            await broken
+        finally:
+            for name in list(self._tasks):
+                await self.stop(name, drop=False)
+
+    def start(self, schedule: Schedule) -> None:
+        name = schedule.collector.name
+        if name in self._tasks:
+            raise ValueError(f"collector {name} is already running")
+        self._states[name] = _State(name, schedule.interval)
+        self._publish_status(self._states[name])
+        task = asyncio.create_task(self._run(schedule), name=f"poll-{name}")
+        task.add_done_callback(self._task_done)
+        self._tasks[name] = task
+        self._broken_future()
+
+    async def stop(self, name: str, *, drop: bool = True) -> None:
+        """Stops polling `name`; `drop` also removes its series from the exposition."""
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._states.pop(name, None)
+        self._published.pop(name, None)
+        if drop:
+            await self._exposition.publish(name, None)
+
+    def _broken_future(self) -> asyncio.Future[None]:
+        """Fails with the error of a polling task that died (run() raises it)."""
+        if self._broken is None:
+            self._broken = asyncio.get_running_loop().create_future()
+        return self._broken
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        broken = self._broken_future()
+        if task.cancelled() or broken.done():
+            return
+        error = task.exception()
+        if error is not None:
+            broken.set_exception(error)
+
+    def _publish_status(self, state: _State) -> None:
+        if self._states.get(state.name) is state:
+            self._published[state.name] = state.published()
 
     async def _run(self, schedule: Schedule) -> None:
         collector = schedule.collector
-        status = self.status[collector.name]
+        status = self._states[collector.name]
+        ready_at = schedule.ready_at or self._ready_at
         while True:
             started = self._clock()
             await self.poll_once(collector, status)
             next_start = started + schedule.interval * self._rng.uniform(1 - JITTER, 1 + JITTER)
-            next_start = max(next_start, self._ready_at(collector.endpoint))
+            next_start = max(next_start, ready_at(collector.endpoint))
             await self._wait_until(next_start, collector.name, status)
 
-    async def poll_once(self, collector: Collector, status: CollectorStatus) -> Answer[Families]:
+    async def poll_once(self, collector: Collector, status: _State) -> Answer[Families]:
         started = self._clock()
         answer = await self._poll_dropping_stale(collector, status)
         duration = self._clock() - started
@@ -109,11 +192,10 @@ class Poller:
         self._metrics.record_poll(collector.name, answer, duration)
         self._log_transition(collector.name, status, answer, duration)
         self._warn_if_over_rate_limit(collector.endpoint, status, answer)
+        self._publish_status(status)
         return answer
 
-    async def _poll_dropping_stale(
-        self, collector: Collector, status: CollectorStatus
-    ) -> Answer[Families]:
+    async def _poll_dropping_stale(self, collector: Collector, status: _State) -> Answer[Families]:
         """Polls; a slow poll (timeouts, pages, rate-limit waits) must not keep stale series
         past their time, so the drop can happen while the poll runs."""
         task = asyncio.create_task(self._poll_safely(collector))
@@ -142,7 +224,7 @@ class Poller:
             )
             return Answer(Outcome.INVALID_RESPONSE, None, f"internal error: {error!r}")
 
-    async def _wait_until(self, deadline: float, name: str, status: CollectorStatus) -> None:
+    async def _wait_until(self, deadline: float, name: str, status: _State) -> None:
         """Sleeps until `deadline`, waking on the way to drop stale series on time."""
         while (now := self._clock()) < deadline:
             drop_at = self._drop_time(status)
@@ -150,28 +232,28 @@ class Poller:
             await asyncio.sleep(wake - now)
             await self._drop_if_stale(name, status)
 
-    def _drop_time(self, status: CollectorStatus) -> float | None:
+    def _drop_time(self, status: _State) -> float | None:
         if not status.serving or status.failed_at is None:
             return None
-        return status.failed_at + self._max_staleness
+        return status.failed_at + self.max_staleness
 
-    async def _drop_if_stale(self, name: str, status: CollectorStatus) -> None:
+    async def _drop_if_stale(self, name: str, status: _State) -> None:
         drop_at = self._drop_time(status)
         if drop_at is None or self._clock() < drop_at:
             return
         await self._exposition.publish(name, None)
         status.serving, status.series = False, 0
+        self._publish_status(status)
         log.warning(
             "stale series dropped",
-            extra={
-                "kv": {"collector": name, "max_staleness": format_duration(self._max_staleness)}
-            },
+            extra={"kv": {"collector": name, "max_staleness": format_duration(self.max_staleness)}},
         )
 
     def _log_transition(
-        self, name: str, status: CollectorStatus, answer: Answer[Families], duration: float
+        self, name: str, status: _State, answer: Answer[Families], duration: float
     ) -> None:
-        previous, status.outcome, status.message = status.outcome, answer.outcome, answer.message
+        previous, status.outcome = status.outcome, answer.outcome
+        status.message = self._redact(answer.message)
         fields: dict[str, object] = {"collector": name, "outcome": answer.outcome.value}
         if answer.ok:
             fields.update(series=status.series, duration=f"{duration:.3f}s")
@@ -180,7 +262,7 @@ class Poller:
             else:
                 log.debug("poll succeeded", extra={"kv": fields})
             return
-        fields["error"] = answer.message
+        fields["error"] = status.message
         if answer.outcome is Outcome.RATE_LIMITED:
             fields["fix"] = RATE_LIMIT_FIX
         if previous is answer.outcome:
@@ -192,7 +274,7 @@ class Poller:
             )
 
     def _warn_if_over_rate_limit(
-        self, endpoint: str, status: CollectorStatus, answer: Answer[Families]
+        self, endpoint: str, status: _State, answer: Answer[Families]
     ) -> None:
         """Once per collector: the server limits this user, and a poll's requests at this
         interval would exceed the limit (paging can take many requests a poll)."""

@@ -103,3 +103,29 @@ class SelfMetrics:
         else:
             with contextlib.suppress(KeyError):
                 self.rate_limit_remaining.remove(collector)
+
+    def add_collector(self, collector: str) -> None:
+        """A collector started by a config reload: its series from the start, as above."""
+        for outcome in Outcome:
+            self.polls.labels(collector, outcome.value)
+        self.poll_duration.labels(collector)
+
+    def remove_collector(self, collector: str) -> None:
+        """A collector a config reload turned off: its series vanish."""
+        for metric in (
+            self.up,
+            self.last_success,
+            self.poll_duration,
+            self.polls,
+            self.requests,
+            self.rate_limit_remaining,
+        ):
+            labelsets = {
+                tuple(v for k, v in sample.labels.items() if k != "le")
+                for family in metric.collect()
+                for sample in family.samples
+                if sample.labels.get("collector") == collector
+            }
+            for values in labelsets:
+                with contextlib.suppress(KeyError):
+                    metric.remove(*values)

@@ -15,6 +15,8 @@ from typing import Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from exporter.rocketchat.answers import Outcome
+
 # One sample: its label values (in the family's label order) and its value.
 Sample = tuple[tuple[str, ...], float]
 # A histogram's sample carries two more label values after the family's: the sample's suffix
@@ -63,6 +65,20 @@ class Snapshot:
 
     def series_count(self) -> int:
         return sum(len(family) for family in self.families())
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorStatus:
+    """What the poller publishes about one collector, for the landing page: a value that the
+    poller replaces after each poll, so that readers never see a half-updated one."""
+
+    name: str
+    interval: float
+    outcome: Outcome | None = None
+    message: str = ""  # the last failure's one-line reason, credentials redacted
+    last_success: float | None = None  # Unix time
+    series: int = 0
+    serving: bool = False  # its series are in the snapshot
 
 
 class FamilySlice(Collector):

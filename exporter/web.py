@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from exporter import __version__
 from exporter.exposition import Body, Exposition, negotiate
-from exporter.poller import CollectorStatus
+from exporter.snapshot import CollectorStatus
 
 HEALTH_PATHS = ("/-/healthy", "/-/ready")
 # Bodies up to this size are joined and sent in one piece: that costs less than more writes.
@@ -53,12 +53,16 @@ def create_app(
     options: WebOptions,
     statuses: Callable[[], Iterable[CollectorStatus]] = list,
     middlewares: Sequence[Middleware] = (),
+    *,
+    reload: Callable[[], Awaitable[str | None]] | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_bounded_requests(options.limits), *middlewares])
     app[_GUARDS] = {}  # filled by GuardedAppRunner's connections
     app.router.add_get(options.telemetry_path, _metrics_handler(exposition))
     app.router.add_get("/-/healthy", _plain("Healthy.\n"))
     app.router.add_get("/-/ready", _plain("Ready.\n"))
+    if reload is not None:
+        app.router.add_post("/-/reload", _reload_handler(reload))
     if options.telemetry_path != "/":
         app.router.add_get("/", _landing_handler(options, statuses))
     return app
@@ -105,6 +109,16 @@ class _ChunksPayload(payload.Payload):
 def _plain(text: str) -> Handler:
     async def handler(_: web.Request) -> web.Response:
         return web.Response(text=text, headers={"Cache-Control": "no-store"})
+
+    return handler
+
+
+def _reload_handler(reload: Callable[[], Awaitable[str | None]]) -> Handler:
+    async def handler(_: web.Request) -> web.Response:
+        error = await reload()
+        if error is None:
+            return web.Response(text="Reloaded.\n", headers={"Cache-Control": "no-store"})
+        return web.Response(status=500, text=f"{error}\n", headers={"Cache-Control": "no-store"})
 
     return handler
 

@@ -8,6 +8,7 @@ would otherwise grow to gigabytes), and the text must be UTF-8.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -187,3 +188,66 @@ def _dotted(path: str) -> str:
 
 def _join(path: str, field: str) -> str:
     return f"{path}.{field}" if path else field
+
+
+def kind(value: object) -> str:
+    """What a YAML value is, in words: "a string", "a number", "a mapping"..."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    words: dict[type, str] = {str: "a string", list: "a list", dict: "a mapping"}
+    return words.get(type(value), type(value).__name__)
+
+
+_WANTED_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "empty",
+}
+_GOT_WORDS = {**_WANTED_WORDS, "bool": "a boolean", "int": "a number"}
+_EXPECTED = re.compile(r"^expected `(?P<want>[^`]+)`(?:, got `(?P<got>[^`]+)`| (?P<bound>.+))$")
+
+
+def in_words(problem: str) -> str:
+    """A DecodeError's problem for people: msgspec's "expected `int`, got `str`" as
+    "must be a whole number, not a string"; other problems as they are."""
+    match = _EXPECTED.match(problem)
+    if match is None:
+        return problem
+    want = " or ".join(_WANTED_WORDS.get(w.strip(), w.strip()) for w in match["want"].split("|"))
+    if match["got"]:
+        return f"must be {want}, not {_GOT_WORDS.get(match['got'], match['got'])}"
+    bound = match["bound"]
+    return "must be 0 or more" if bound == ">= 0" else f"must be {want} {bound}"
+
+
+def did_you_mean(type_: type, key: str) -> str:
+    """' (did you mean "interval"?)' for an unknown dotted `key` of `type_`'s schema, or ""."""
+    parent, _, name = key.rpartition(".")
+    info: Any = msgspec.inspect.type_info(type_)
+    for part in parent.split(".") if parent else ():
+        fields = {f.name: f.type for f in getattr(info, "fields", ())}
+        info = fields.get(part)
+        if isinstance(info, msgspec.inspect.UnionType):
+            info = next((t for t in info.types if hasattr(t, "fields")), None)
+    known = [f.name for f in getattr(info, "fields", ())]
+    near = difflib.get_close_matches(name, known, n=1)
+    return f' (did you mean "{near[0]}"?)' if near else ""
+
+
+def drop_empty(value: object, path: str = "") -> object:
+    """`value` without the keys whose value is empty (`interval:`), so that they take their
+    default; DecodeError for a key that is not a string, which no schema of ours has."""
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise DecodeError(path, f"keys must be strings, not {quote(key)}")
+        return {k: drop_empty(v, _join(path, k)) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_empty(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value

@@ -19,8 +19,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "installing the exporter and its test tools into $venv ..." >&2
+    # pip first: dependency groups (pyproject.toml, [dependency-groups]) need pip 25.1 or newer.
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+        -e . --group dev
     echo "$want" >"$stamp"
 fi
 export PATH="$venv/bin:$PATH"

@@ -13,20 +13,10 @@ from typing import Any
 from multidict import MultiMapping
 
 from exporter.fake.conversations import Conversation, to_ms
-from exporter.fake.server import (
-    JsonObject,
-    Params,
-    SortSpec,
-    _ApiError,
-    _bare_forbidden,
-    _Call,
-    _failure,
-    _invalid_params,
-    _js_number,
-    _pagination,
-    _parse_sort,
-    _sort_documents,
-)
+from exporter.fake.errors import JsonObject, bare_forbidden, failure, invalid_params
+from exporter.fake.query import Params, SortSpec, js_number, pagination, parse_sort
+from exporter.fake.routes import Call, Route
+from exporter.fake.sorting import sort_documents
 from exporter.fake.world import World
 
 ROUTE = "livechat/rooms"
@@ -73,23 +63,23 @@ def iso(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def rooms_route(call: _Call) -> JsonObject:
+def rooms_route(call: Call) -> JsonObject:
     params, arrays = _read_query(call)
     if not _may_list(call, arrays.get("agents")):
-        raise _bare_forbidden(call.settings)
-    page = _pagination(params, call.settings)
-    sort = _parse_sort(params) or [("ts", -1)]
+        raise bare_forbidden(call.settings)
+    page = pagination(params, call.settings)
+    sort = parse_sort(params) or [("ts", -1)]
     _check_json(params, "fields")
     page.check_for_mongo()
     matches = _matching(call, params, arrays)
     return _answer(call, matches, sort, page.offset, page.count)
 
 
-def _read_query(call: _Call) -> tuple[Params, dict[str, list[str]]]:
+def _read_query(call: Call) -> tuple[Params, dict[str, list[str]]]:
     """The query as qs parses it: `name[]=` repeated is an array. Old JS servers take
     anything; the ajv servers refuse unknown names and a bare value for an array."""
     query: MultiMapping[str] = call.query if call.query is not None else _empty()
-    lenient = call.settings.era in ("E1", "E2")
+    lenient = call.settings.js_model
     params: dict[str, object] = {}
     arrays: dict[str, list[str]] = {}
     for name in set(query):
@@ -102,17 +92,15 @@ def _read_query(call: _Call) -> tuple[Params, dict[str, list[str]]]:
         elif lenient:
             continue
         elif base in ARRAYS or base in SCALARS:
-            raise _invalid_params(
-                call.settings, f"must be {'array' if base in ARRAYS else 'string'}"
-            )
+            raise invalid_params(f"must be {'array' if base in ARRAYS else 'string'}")
         else:
-            raise _invalid_params(call.settings, "must NOT have additional properties")
+            raise invalid_params("must NOT have additional properties")
     if not lenient:
         for name in ("count", "offset"):
             if name in params and params[name] != "":
-                number = _js_number(str(params[name]))
+                number = js_number(str(params[name]))
                 if number is None:
-                    raise _invalid_params(call.settings, "must be number")
+                    raise invalid_params("must be number")
                 params[name] = number
     if "departmentId" in params:
         arrays.setdefault("departmentId", []).append(str(params.pop("departmentId")))
@@ -125,7 +113,7 @@ def _empty() -> MultiMapping[str]:
     return MultiDict()
 
 
-def _may_list(call: _Call, agents: list[str] | None) -> bool:
+def _may_list(call: Call, agents: list[str] | None) -> bool:
     if call.has_any("view-livechat-rooms"):
         return True
     me = call.user.user_id if call.user is not None else None
@@ -139,7 +127,7 @@ def _check_json(params: Params, name: str) -> object:
     try:
         return json.loads(str(raw))
     except ValueError as error:
-        raise _failure(_json_parse_message(str(raw), error)) from None
+        raise failure(_json_parse_message(str(raw), error)) from None
 
 
 def _json_parse_message(text: str, error: ValueError) -> str:
@@ -162,7 +150,7 @@ def _date_range(params: Params, name: str) -> tuple[int | None, int | None] | No
             continue
         moment = _parse_date(str(text))
         if moment is None:
-            raise _failure(f'The "{name}.{key}" query parameter must be a valid date.')
+            raise failure(f'The "{name}.{key}" query parameter must be a valid date.')
         bounds.append(moment)
     return (bounds[0], bounds[1])
 
@@ -194,14 +182,14 @@ def _boolean(params: Params, name: str) -> bool | None:
     return None
 
 
-def _matching(call: _Call, params: Params, arrays: dict[str, list[str]]) -> list[Conversation]:
+def _matching(call: Call, params: Params, arrays: dict[str, list[str]]) -> list[Conversation]:
     store = call.world.conversations
     now = store.clock()
     closed = _date_range(params, "closedAt")
     created = _date_range(params, "createdAt")
     custom = _check_json(params, "customFields")
     if custom is not None and not isinstance(custom, dict):
-        raise _failure('The "customFields" query parameter must be a valid JSON.')
+        raise failure('The "customFields" query parameter must be a valid JSON.')
     open_filter = _boolean(params, "open")
     onhold = str(params.get("onhold", "")) in _TRUE
     queued = str(params.get("queued", "")) in _TRUE
@@ -245,7 +233,7 @@ def _on_hold(world: World, room: Conversation) -> bool:
 
 
 def _answer(
-    call: _Call, rooms: list[Conversation], sort: SortSpec, offset: int | None, count: int | None
+    call: Call, rooms: list[Conversation], sort: SortSpec, offset: int | None, count: int | None
 ) -> JsonObject:
     start = offset or 0
     if all(path in _FAST_SORT_KEYS for path, _ in sort):
@@ -256,7 +244,7 @@ def _answer(
         documents = [room_document(call.world, room) for room in chosen]
     else:
         documents = [room_document(call.world, room) for room in rooms]
-        _sort_documents(documents, sort, call.rng)
+        sort_documents(documents, sort, call.rng)
         documents = documents[start : start + count] if count else documents[start:]
     return {"rooms": documents, "count": len(documents), "offset": offset, "total": len(rooms)}
 
@@ -350,4 +338,4 @@ def _add_metrics(room: Conversation, doc: JsonObject) -> None:
         doc["metrics"] = metrics
 
 
-__all__ = ["ROUTE", "AnyName", "_ApiError", "room_document", "rooms_route"]
+ROOMS_ROUTE = Route("GET", ROUTE, rooms_route, {"E1": AnyName()})

@@ -13,8 +13,10 @@ import random
 from dataclasses import dataclass, field
 
 from exporter.fake.conversations import ConversationLife
-from exporter.fake.server import ALL_PERMISSIONS, ApiUser, FakeRocketChat, ServerSettings
-from exporter.fake.world import Agent, AgentStatus, Inquiry, World
+from exporter.fake.server import FakeRocketChat
+from exporter.fake.settings import ServerSettings
+from exporter.fake.users import ALL_PERMISSIONS, ApiUser
+from exporter.fake.world import Agent, AgentStatus, Inquiry, World, is_routable
 
 DEMO_USER_ID = "DemoSupervisor001"
 DEMO_TOKEN = "demo-personal-access-token-not-a-secret-000"
@@ -34,7 +36,7 @@ _AGENTS: tuple[tuple[str, AgentStatus, bool, tuple[int, ...], int], ...] = (
     ("ivan.petrov", "busy", True, (1,), 3),
     ("julia.rossi", "offline", True, (2,), 3),  # went offline still holding a chat
     ("karim.haddad", "online", False, (1,), 3),  # online but not available for omnichannel
-    ("lena.fischer", "online", True, (), 2),  # in no department: takes the public queue
+    ("lena.fischer", "online", True, (3,), 2),
 )
 
 # (agent index, department index or None: no department)
@@ -51,9 +53,10 @@ _OPEN_CHATS: tuple[tuple[int, int | None], ...] = (
     (8, 1),
     (9, 2),
     (10, 1),
-    (11, None),
+    (11, 3),
 )
-_QUEUED: tuple[int | None, ...] = (1, 1, 0, None)
+_QUEUED: tuple[int | None, ...] = (1, 1, 0, 3)
+_PICKS_A_DEPARTMENT = 0.8  # the share of visitors who choose one in the widget
 
 _MAX_QUEUED = 12
 _PAUSE_SHARE = 0.25
@@ -69,7 +72,8 @@ def build_demo_world(seed: int = 0) -> World:
     """Twelve agents in four departments, with a dozen chats and a few waiting visitors.
 
     It includes the cases the exporter must get right: an away and a busy agent, an offline
-    agent and a not-available agent who still hold chats, and a chat with no department.
+    agent and a not-available agent who still hold chats. Every chat has a department, as on a
+    real server where rooms without one appear only when no department could take them.
     """
     world = World(seed=seed)
     now = world.clock()
@@ -136,8 +140,16 @@ class Simulation:
         if len(self.world.queued_inquiries()) >= _MAX_QUEUED:
             return
         enabled = [d.id for d in self.world.departments.values() if d.enabled]
-        choices: list[str | None] = [*enabled, None]
-        self.world.queue_inquiry(self.rng.choice(choices))
+        if enabled and self.rng.random() < _PICKS_A_DEPARTMENT:
+            self.world.queue_inquiry(self.rng.choice(enabled))
+        else:
+            self.world.queue_inquiry(self._required_department(enabled))
+
+    def _required_department(self, enabled: list[str]) -> str | None:
+        """``getRequiredDepartment()``: the first enabled department with an online agent;
+        a room goes without a department only when there is none."""
+        online = [a for a in self.world.agents.values() if is_routable(a) and a.status == "online"]
+        return next((d for d in enabled if any(d in a.department_ids for a in online)), None)
 
     def _some_visitors_give_up(self) -> None:
         for inquiry in self.world.queued_inquiries():
@@ -220,9 +232,9 @@ class DemoServer:
 
 
 def demo_user() -> ApiUser:
-    """Every permission the exporter can use, but NOT a rate-limit bypass: the demo shows the
-    ``X-RateLimit-*`` headers at the default 10 calls per minute (docs/rocketchat-api.md,
-    "Rate limits")."""
+    """Every permission the exporter can use, but NOT a rate-limit bypass: the demo shows
+    the ``X-RateLimit-*`` headers (docs/rocketchat-api.md, "Rate limits") at the default 10 calls
+    per minute."""
     return ApiUser(DEMO_USER_ID, DEMO_TOKEN, "demo.supervisor", set(ALL_PERMISSIONS))
 
 

@@ -28,8 +28,8 @@ ID_ALPHABET = string.ascii_letters + string.digits
 ID_LENGTH = 17
 
 QueueKey: TypeAlias = tuple[str, str | None]
-"""(agent id, department id or None): one row of ``livechat/queue`` (docs/rocketchat-api.md,
-"livechat/queue")."""
+"""(agent id, department id or None): one row of ``livechat/queue``
+(docs/rocketchat-api.md, "livechat/queue")."""
 
 
 @dataclass(slots=True)
@@ -37,7 +37,8 @@ class Department:
     id: str
     name: str
     enabled: bool = True
-    # Newer servers hide archived ones (docs/rocketchat-api.md, "livechat/department").
+    # newer servers hide archived departments (docs/rocketchat-api.md, "livechat/department"
+    # showArchived)
     archived: bool = False
 
 
@@ -222,8 +223,8 @@ class World:
         del self.agents[agent_id]
 
     def remove_department(self, department_id: str) -> None:
-        """Delete a department. Rooms and inquiries keep pointing at it
-        (docs/rocketchat-api.md, "livechat/queue")."""
+        """Delete a department. Rooms and inquiries keep pointing at it (docs/rocketchat-api.md,
+        "livechat/queue")."""
         del self.departments[department_id]
         for agent in self.agents.values():
             if department_id in agent.department_ids:
@@ -232,8 +233,8 @@ class World:
     # --- the truth that tests compare /metrics with ----------------------------------------
 
     def served_rooms(self) -> Iterator[Room]:
-        """Open rooms with an agent: what ``livechat/queue`` counts, on-hold included
-        (docs/rocketchat-api.md, "livechat/queue")."""
+        """Open rooms with an agent: what ``livechat/queue`` counts (on-hold included,
+        docs/rocketchat-api.md, "livechat/queue")."""
         return (r for r in self.rooms.values() if r.open and r.agent_id is not None)
 
     def chats_per_agent_department(self, *, include_offline: bool = True) -> dict[QueueKey, int]:
@@ -256,8 +257,8 @@ class World:
 
 
 def is_routable(agent: Agent) -> bool:
-    """What ``livechat/queue`` requires without includeOfflineAgents=true
-    (docs/rocketchat-api.md, "livechat/queue")."""
+    """What ``livechat/queue`` requires without includeOfflineAgents=true (docs/rocketchat-api.md,
+    "livechat/queue")."""
     return agent.status != "offline" and agent.status_livechat == "available"
 
 
@@ -274,7 +275,8 @@ _STATUS_WEIGHTS: tuple[tuple[AgentStatus, int], ...] = (
     ("offline", 15),
 )
 _NOT_AVAILABLE_SHARE = 0.15
-# Few distinct values, so most rows tie on `chats` (the hazard of docs/rocketchat-api.md, "Paging").
+# Few distinct values, so most rows tie on `chats` (the docs/rocketchat-api.md, "livechat/queue"
+# paging hazard).
 _CHATS_WEIGHTS: tuple[tuple[int, int], ...] = ((1, 50), (2, 25), (3, 15), (4, 10))
 
 

@@ -48,6 +48,24 @@ CONTRACT_METRICS = frozenset(
         "rocketchat_livechat_exporter_build_info",
     }
 )
+# Contract series that other parts add in parallel (the conversations collector, and
+# department_agents in the agents collector). While the demo does not export one of these, the
+# checks against the running exporter leave out what reads it and print its name; once the
+# exporter exports it, they check it like every other series.
+PENDING_METRICS = frozenset(
+    {
+        "rocketchat_livechat_conversations_closed_total",
+        "rocketchat_livechat_conversation_first_response_seconds_bucket",
+        "rocketchat_livechat_conversation_first_response_seconds_sum",
+        "rocketchat_livechat_conversation_first_response_seconds_count",
+        "rocketchat_livechat_conversation_duration_seconds_bucket",
+        "rocketchat_livechat_conversation_duration_seconds_sum",
+        "rocketchat_livechat_conversation_duration_seconds_count",
+        "rocketchat_livechat_agent_conversations_closed_total",
+        "rocketchat_livechat_department_agents",
+    }
+)
+CONTRACT_METRICS = CONTRACT_METRICS | PENDING_METRICS
 # Series Prometheus makes itself for every target.
 PROMETHEUS_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
 COLLECTORS = ("queue", "inquiries", "agents")
@@ -139,6 +157,20 @@ def rules(groups_document: Any = None) -> list[Rule]:
 
 def recorded_names() -> set[str]:
     return {rule.name for rule in rules() if not rule.is_alert}
+
+
+def source_metrics(expr: str) -> set[str]:
+    """The exporter's (or Prometheus') metrics an expression reads, through recording rules."""
+    records = {rule.name: rule.expr for rule in rules() if not rule.is_alert}
+    found: set[str] = set()
+    pending = metric_names(expr)
+    while pending:
+        name = pending.pop()
+        if name in records:
+            pending |= metric_names(records.pop(name))
+        elif name not in records:
+            found.add(name)
+    return found
 
 
 # ---------------------------------------------------------------------------- PromQL
@@ -243,12 +275,17 @@ GRAFANA_INTERVALS = {
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)")
 
 
+# Single-value variables: the value a test picks (a bucket bound of the default
+# conversations.first_response_buckets, as the exporter writes it).
+PINNED_VARIABLES = {"sl_target": "60.0"}
+
+
 def substitute_variables(expr: str) -> str:
-    """What Grafana sends with every template variable at All (regex `.*`)."""
+    """What Grafana sends with every filter variable at All (regex `.*`)."""
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2) or match.group(3)
-        return GRAFANA_INTERVALS.get(name, ".*")
+        return GRAFANA_INTERVALS.get(name) or PINNED_VARIABLES.get(name, ".*")
 
     result = _VARIABLE.sub(value, expr)
     assert "$" not in result, f"unsubstituted variable in {result!r}"
@@ -310,6 +347,14 @@ _SAMPLE_SUFFIXES = {
     "histogram": ("_bucket", "_sum", "_count"),
     "summary": ("", "_sum", "_count"),
 }
+
+
+def pending_and_missing(exported: set[str]) -> frozenset[str]:
+    """PENDING_METRICS the exporter does not export yet (printed, so a run shows them)."""
+    missing = PENDING_METRICS - exported
+    if missing:
+        print(f"not exported yet (other parts add them): {sorted(missing)}")
+    return missing
 
 
 def exported_names(exposition: str) -> set[str]:

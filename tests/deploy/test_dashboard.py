@@ -14,6 +14,7 @@ from .support import (
     label_values_query,
     load_dashboard,
     load_yaml,
+    metric_names,
     panel_queries,
     panels,
     query_variables,
@@ -22,7 +23,9 @@ from .support import (
 )
 
 DATASOURCE_REF = "${datasource}"
-FILTER_VARIABLES = ("job", "instance", "department", "agent", "status")
+FILTER_VARIABLES = ("cluster", "namespace", "job", "instance", "department", "agent", "status")
+# Each variable's values follow the selection of the one before it.
+FOLLOWS = {"namespace": "$cluster", "job": "$namespace"}
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +95,22 @@ def test_filter_variable_is_multi_value_label_values_with_all(
     # `.*` also matches series without the label, e.g. rows without a department.
     assert variable["allValue"] == ".*"
     assert variable["datasource"] == {"type": "prometheus", "uid": DATASOURCE_REF}
-    if name != "job":
-        assert "$job" in selector, f"{name} values should follow the job selection"
+    if name != "cluster":
+        follows = FOLLOWS.get(name, "$job")
+        assert follows in selector, f"{name} values should follow {follows}"
+
+
+def test_service_level_target_is_a_bucket_bound(dashboard: dict[str, Any]) -> None:
+    (target,) = [v for v in query_variables(dashboard) if v["name"] == "sl_target"]
+    selector, label = label_values_query(variable_query(target))
+    assert label == "le"
+    assert selector
+    assert "first_response_seconds_bucket" in selector
+    assert target["multi"] is False
+    assert target["includeAll"] is False
+    assert "+Inf" in target["regex"], "+Inf is no target"
+    (panel,) = [p for p in panels(dashboard) if p["title"].startswith("Answered within target")]
+    assert 'le="$sl_target"' in panel["targets"][0]["expr"]
 
 
 def test_every_panel_has_a_query(dashboard: dict[str, Any]) -> None:
@@ -103,9 +120,59 @@ def test_every_panel_has_a_query(dashboard: dict[str, Any]) -> None:
         assert panel.get("description"), f"panel {panel['title']!r} has no description"
 
 
-def test_every_query_follows_the_job_selection(dashboard: dict[str, Any]) -> None:
+SERVER_SELECTION = 'cluster=~"$cluster", namespace=~"$namespace", job=~"$job"'
+# The labels that tell the exporters of one server apart (deploy/prometheus/rules.yml).
+EXPORTER_LABELS = "instance, pod, container, endpoint, service"
+
+
+def _reads_only_thresholds(expr: str) -> bool:
+    return all(name.endswith(":threshold") for name in metric_names(expr))
+
+
+def test_every_query_follows_the_server_selection(dashboard: dict[str, Any]) -> None:
     for query in panel_queries(dashboard):
-        assert 'job=~"$job"' in query.expr, f"{query.panel}/{query.ref_id} ignores $job"
+        if _reads_only_thresholds(query.expr):
+            continue  # one value for every server
+        assert SERVER_SELECTION in query.expr, f"{query.panel}/{query.ref_id} ignores a server"
+
+
+def test_no_query_folds_two_servers(dashboard: dict[str, Any]) -> None:
+    """Aggregations drop only exporter labels and data labels, never what names a server.
+
+    Only single-number panels (stat, bar gauge) may total the servers the user selected.
+    """
+    totals = {"stat", "bargauge"}
+    for panel in panels(dashboard):
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for labels in re.findall(r"\bwithout \(([^()]*)\)", expr):
+                assert not {"cluster", "namespace", "job"} & set(labels.replace(" ", "").split(","))
+            if panel["type"] in totals:
+                continue
+            for labels in re.findall(r"\bby \(([^()]*)\)", expr):
+                kept = set(labels.replace(" ", "").split(","))
+                assert {"cluster", "namespace", "job"} <= kept, f"{panel['title']}: by ({labels})"
+
+
+def test_thresholds_come_from_the_threshold_recording_rules(dashboard: dict[str, Any]) -> None:
+    """No number is copied from the rules: a panel's threshold is a query of the rule."""
+    with_thresholds = 0
+    for panel in panels(dashboard):
+        steps = panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {})
+        numbers = [s["value"] for s in steps.get("steps", []) if s["value"] is not None]
+        if panel["type"] != "state-timeline":  # up: 0 red, 1 green, a value mapping
+            assert not numbers, f"{panel['title']}: fixed thresholds {numbers}"
+        for transformation in panel.get("transformations", []):
+            if transformation["id"] != "configFromData":
+                continue
+            ref = transformation["options"]["configRefId"]
+            (config,) = [t for t in panel["targets"] if t["refId"] == ref]
+            names = metric_names(config["expr"])
+            assert names, panel["title"]
+            assert names <= recorded_names(), f"{panel['title']}: {names}"
+            assert all(name.endswith(":threshold") for name in names), panel["title"]
+            with_thresholds += 1
+    assert with_thresholds >= 4
 
 
 def test_queue_series_are_deduplicated_across_exporters_before_summing(
@@ -115,7 +182,7 @@ def test_queue_series_are_deduplicated_across_exporters_before_summing(
     raw_data = ("rocketchat_livechat_queue_chats{", "rocketchat_livechat_agent_status{")
     for query in panel_queries(dashboard):
         if any(name in query.expr for name in raw_data):
-            assert "max by (job, agent_id" in query.expr, (
+            assert f"max without ({EXPORTER_LABELS}" in query.expr, (
                 f"{query.panel}/{query.ref_id} aggregates without max across exporters"
             )
         for name in (
@@ -149,7 +216,7 @@ def test_waiting_queue_panels_say_the_inquiries_collector_must_be_on(
 
 
 def test_recording_rules_the_dashboard_reads_exist() -> None:
-    used = set(re.findall(r"[a-z_]+:[a-z_]+:[a-z_]+", DASHBOARD.read_text(encoding="utf-8")))
+    used = set(re.findall(r"[a-z_]+:[a-z_]+:[a-z_0-9]+", DASHBOARD.read_text(encoding="utf-8")))
     assert used, "the dashboard uses no recording rule"
     assert used <= recorded_names(), f"not recorded in rules.yml: {used - recorded_names()}"
 
@@ -160,6 +227,7 @@ def test_required_rows_are_present(dashboard: dict[str, Any]) -> None:
     assert "Load over time" in rows
     assert any(r.startswith("Waiting queue") for r in rows)
     assert "Exporter health" in rows
+    assert any(r.startswith("Service level") for r in rows)
     titles = {p["title"] for p in panels(dashboard)}
     for expected in (
         "Open conversations",
@@ -175,6 +243,11 @@ def test_required_rows_are_present(dashboard: dict[str, Any]) -> None:
         "Poll duration",
         "Poll outcomes per minute",
         "Rate-limit calls remaining",
+        "Answered within target by department",
+        "First response time p50 / p90",
+        "Conversations closed per hour by outcome",
+        "Unserved share by department",
+        "Conversation duration p50",
     ):
         assert expected in titles
 

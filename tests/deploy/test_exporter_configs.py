@@ -47,8 +47,7 @@ def test_compose_exporter_config_is_valid() -> None:
 @pytest.mark.parametrize("url", ["http://127.0.0.1:3000", "http://rocketchat:3000"])
 def test_kubernetes_config_map_is_valid(url: str, tmp_path: Path) -> None:
     """With the Secret's token file where the pod mounts it (moved into tmp_path here)."""
-    config_map = load_yaml(KUBERNETES / "base" / "configmap.yaml")
-    config = yaml.safe_load(config_map["data"]["config.yaml"])
+    config = load_yaml(KUBERNETES / "base" / "config.yaml")
     token_file = tmp_path / Path(config["rocketchat"]["auth_token_file"]).name
     token_file.write_text("a-personal-access-token\n", encoding="utf-8")
     config["rocketchat"]["auth_token_file"] = str(token_file)

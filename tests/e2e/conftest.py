@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from exporter.fake import ApiUser, FakeRocketChat, ServerSettings, World
+from exporter.fake import ApiUser, ServerSettings, World
+from tests.support.faults import InstrumentedFake
 
 
 def small_world() -> World:
@@ -50,8 +51,8 @@ def bot() -> ApiUser:
 
 
 @pytest.fixture
-async def fake(world: World, bot: ApiUser) -> AsyncIterator[FakeRocketChat]:
-    server = FakeRocketChat(world, ServerSettings(), [bot], shuffle_seed=5)
+async def fake(world: World, bot: ApiUser) -> AsyncIterator[InstrumentedFake]:
+    server = InstrumentedFake(world, ServerSettings(), [bot], shuffle_seed=5)
     await server.start()
     try:
         yield server

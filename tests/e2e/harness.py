@@ -20,7 +20,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.fake import FakeRocketChat, World
+from exporter.fake import World
+from tests.support.faults import InstrumentedFake
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
@@ -207,7 +208,7 @@ def _clean_env() -> dict[str, str]:
 
 
 def exporter_config(
-    fake: FakeRocketChat,
+    fake: InstrumentedFake,
     user_id: str | None = None,
     token: str | None = None,
     **sections: Mapping[str, Any],
@@ -245,7 +246,7 @@ def queue_truth(
     world: World, include_offline: bool = True, keep_deleted_agents: bool = False
 ) -> dict[Labels, float]:
     """What rocketchat_livechat_queue_chats must show: open served rooms per agent and
-    department (rocketchat-api.md §1.3)."""
+    department (docs/rocketchat-api.md, "livechat/queue")."""
     counts: Counter[Labels] = Counter()
     for room in world.rooms.values():
         if not room.open or room.agent_id is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from exporter.fake import ApiUser, FakeRocketChat
+from exporter.fake import ApiUser
 from tests.e2e.harness import (
     Scrape,
     agents_truth,
@@ -17,6 +17,7 @@ from tests.e2e.harness import (
     inquiries_truth,
     queue_truth,
 )
+from tests.support.faults import InstrumentedFake
 
 EVERYTHING = {"queue": True, "inquiries": True, "agents": True}
 WAITING = "rocketchat_livechat_inquiries_queued"
@@ -35,7 +36,7 @@ async def poll_all(exporter: object, collectors: tuple[str, ...]) -> Scrape:
     return scrape
 
 
-async def test_every_series_equals_the_truth(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_every_series_equals_the_truth(fake: InstrumentedFake, tmp_path: Path) -> None:
     async with exporter_running(exporter_config(fake, collectors=EVERYTHING), tmp_path) as e:
         scrape = await poll_all(e, ("queue", "inquiries", "agents"))
     waiting, oldest = inquiries_truth(fake.world)
@@ -48,7 +49,7 @@ async def test_every_series_equals_the_truth(fake: FakeRocketChat, tmp_path: Pat
 
 
 async def test_a_collector_that_is_off_has_no_series_and_no_up(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     config = exporter_config(fake, collectors={"queue": False, "inquiries": True, "agents": False})
     async with exporter_running(config, tmp_path) as exporter:
@@ -62,7 +63,7 @@ async def test_a_collector_that_is_off_has_no_series_and_no_up(
 
 
 async def test_queue_emptied_is_a_zero_not_a_vanished_series(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     async with exporter_running(exporter_config(fake, collectors=EVERYTHING), tmp_path) as e:
         await e.wait_for_polls("inquiries")
@@ -75,7 +76,9 @@ async def test_queue_emptied_is_a_zero_not_a_vanished_series(
     assert scrape.family(OLDEST) == {}
 
 
-async def test_each_collector_keeps_its_own_interval(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_each_collector_keeps_its_own_interval(
+    fake: InstrumentedFake, tmp_path: Path
+) -> None:
     collectors = {"queue": {"interval": "1s"}, "agents": {"enabled": True, "interval": "1h"}}
     async with exporter_running(exporter_config(fake, collectors=collectors), tmp_path) as e:
         await e.wait_for_polls("queue", more_than=2)
@@ -94,7 +97,7 @@ async def test_each_collector_keeps_its_own_interval(fake: FakeRocketChat, tmp_p
     ],
 )
 async def test_a_missing_permission_names_it(
-    fake: FakeRocketChat, tmp_path: Path, missing: str, collector: str, named: str
+    fake: InstrumentedFake, tmp_path: Path, missing: str, collector: str, named: str
 ) -> None:
     user = next(iter(fake.users.values()))
     user.permissions.discard(missing)
@@ -114,7 +117,7 @@ async def test_a_missing_permission_names_it(
 
 
 async def test_each_endpoint_has_its_own_rate_limit(
-    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+    fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
     bot.bypass_rate_limit = False
     fake.settings.rate_limit_calls = 3
@@ -133,7 +136,7 @@ async def test_each_endpoint_has_its_own_rate_limit(
 
 
 async def test_after_a_429_nothing_is_sent_before_the_reset(
-    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+    fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
     bot.bypass_rate_limit = False
     fake.settings.rate_limit_calls = 2
@@ -147,7 +150,8 @@ async def test_after_a_429_nothing_is_sent_before_the_reset(
         aiohttp.ClientSession() as session,
     ):
         await exporter.wait_for_polls()
-        # Another client on the same IP spends the rest of the window (§3: limits are per IP).
+        # Another client on the same IP spends the rest of the window (docs/rocketchat-api.md, "Rate
+        # limits": limits are per IP).
         for _ in range(3):
             async with session.get(queue_url, headers=headers):
                 pass

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from exporter import __version__
-from exporter.fake import FakeRocketChat
 from tests.e2e.harness import exporter_config, exporter_running, parse_text, start_exporter
+from tests.support.faults import InstrumentedFake
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0;q=0.6,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
@@ -47,7 +47,7 @@ async def test_version() -> None:
     assert out.startswith(f"rocketchat-livechat-exporter {__version__}")
 
 
-async def test_check_config_accepts_a_good_file(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_check_config_accepts_a_good_file(fake: InstrumentedFake, tmp_path: Path) -> None:
     code, out, err = await run_cli(
         "--check-config", "--config.file", write_config(tmp_path, exporter_config(fake))
     )
@@ -66,7 +66,7 @@ async def test_check_config_accepts_a_good_file(fake: FakeRocketChat, tmp_path: 
     ],
 )
 async def test_check_config_refuses_a_bad_file_in_one_line(
-    fake: FakeRocketChat, tmp_path: Path, config: dict[str, object], expected: str
+    fake: InstrumentedFake, tmp_path: Path, config: dict[str, object], expected: str
 ) -> None:
     bad = {**exporter_config(fake), **config}
     code, out, err = await run_cli("--check-config", "--config.file", write_config(tmp_path, bad))
@@ -100,7 +100,7 @@ async def test_bad_flags_exit_2(flag: str) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_a_signal_stops_it_cleanly_within_2s(
-    fake: FakeRocketChat, tmp_path: Path, sig: int
+    fake: InstrumentedFake, tmp_path: Path, sig: int
 ) -> None:
     exporter = await start_exporter(exporter_config(fake), tmp_path)
     await exporter.wait_for_polls()
@@ -111,7 +111,7 @@ async def test_a_signal_stops_it_cleanly_within_2s(
     assert "shutting down" in exporter.messages()
 
 
-async def test_a_taken_port_is_one_clear_error(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_a_taken_port_is_one_clear_error(fake: InstrumentedFake, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -125,7 +125,7 @@ async def test_a_taken_port_is_one_clear_error(fake: FakeRocketChat, tmp_path: P
     assert "Traceback" not in err
 
 
-async def test_health_readiness_and_landing_page(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_health_readiness_and_landing_page(fake: InstrumentedFake, tmp_path: Path) -> None:
     async with exporter_running(exporter_config(fake), tmp_path) as exporter:
         assert (await exporter.get("/-/healthy"))[0] == 200
         assert (await exporter.get("/-/ready"))[0] == 200
@@ -142,7 +142,7 @@ async def test_health_readiness_and_landing_page(fake: FakeRocketChat, tmp_path:
     assert b"network_error" in body
 
 
-async def test_a_custom_telemetry_path(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_a_custom_telemetry_path(fake: InstrumentedFake, tmp_path: Path) -> None:
     async with exporter_running(
         exporter_config(fake), tmp_path, "--web.telemetry-path=/stats"
     ) as exporter:
@@ -152,7 +152,7 @@ async def test_a_custom_telemetry_path(fake: FakeRocketChat, tmp_path: Path) -> 
     assert b"rocketchat_livechat_exporter_build_info" in body
 
 
-async def test_prometheus_gets_gzipped_openmetrics(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_prometheus_gets_gzipped_openmetrics(fake: InstrumentedFake, tmp_path: Path) -> None:
     async with exporter_running(exporter_config(fake), tmp_path) as exporter:
         await exporter.wait_for_polls()
         status, headers, body = await exporter.get(
@@ -169,7 +169,7 @@ async def test_prometheus_gets_gzipped_openmetrics(fake: FakeRocketChat, tmp_pat
 
 
 async def test_wrong_credentials_are_counted_and_the_token_never_logged(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     config = exporter_config(fake, token="wrong-token-0123456789")
     async with exporter_running(config, tmp_path) as exporter:
@@ -188,7 +188,7 @@ async def test_wrong_credentials_are_counted_and_the_token_never_logged(
 
 
 async def test_polling_faster_than_the_default_limit_warns_at_start(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     async with exporter_running(exporter_config(fake), tmp_path) as exporter:
         await exporter.wait_for_polls()
@@ -210,6 +210,33 @@ async def test_the_demo_serves_every_collector(tmp_path: Path) -> None:
         "rocketchat_livechat_inquiries_queued",
         "rocketchat_livechat_agent_status",
     } <= names
-    assert "rocketchat_livechat_queue_chats" in {
-        n for n, labels in series if ("department_id", "") in labels
+    # The demo's chats have departments, as on a real server (rooms go without one only when
+    # no department could take them).
+    queue_departments = {
+        dict(labels).get("department_id")
+        for n, labels in series
+        if n == "rocketchat_livechat_queue_chats"
     }
+    assert queue_departments
+    assert "" not in queue_departments
+
+
+async def test_the_demo_reads_the_config_file_but_not_its_credentials(tmp_path: Path) -> None:
+    config = {
+        "rocketchat": {"url": "https://elsewhere.example", "username": "x", "timeout": "3s"},
+        "poll": {"interval": "20s"},
+        "collectors": {"queue": True, "agents": {"interval": "40s"}},
+    }
+    code, out, err = await run_cli(
+        "--demo", "--check-config", "--config.file", write_config(tmp_path, config)
+    )
+    assert code == 0, err
+    assert "queue every 20s, agents every 40s" in out
+    assert "elsewhere" not in out
+
+
+async def test_the_demo_refuses_a_bad_config_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"poll": {"interval": "soon"}})
+    code, _, err = await run_cli("--demo", "--config.file", path)
+    assert code == 2
+    assert 'poll.interval: "soon" is not a duration' in err

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from exporter.fake import ApiUser, Delay, FakeRocketChat, Reply, ServerSettings, World
+from exporter.fake import ApiUser, ServerSettings, World
 from exporter.fake.conversations import Conversation
 from tests.e2e.harness import ExporterProcess, Labels, Scrape, exporter_config, labels_of
 from tests.e2e.harness import exporter_running as running
+from tests.support.faults import Delay, InstrumentedFake, Reply
 
 CLOSED = "rocketchat_livechat_conversations_closed_total"
 FIRST = "rocketchat_livechat_conversation_first_response_seconds"
@@ -65,9 +66,9 @@ def manager() -> ApiUser:
 
 
 @pytest.fixture
-async def team_fake() -> AsyncIterator[tuple[Team, FakeRocketChat]]:
+async def team_fake() -> AsyncIterator[tuple[Team, InstrumentedFake]]:
     team = Team()
-    fake = FakeRocketChat(team.world, ServerSettings(), [manager()], shuffle_seed=3)
+    fake = InstrumentedFake(team.world, ServerSettings(), [manager()], shuffle_seed=3)
     await fake.start()
     try:
         yield team, fake
@@ -75,7 +76,7 @@ async def team_fake() -> AsyncIterator[tuple[Team, FakeRocketChat]]:
         await fake.stop()
 
 
-def config(fake: FakeRocketChat) -> dict[str, Any]:
+def config(fake: InstrumentedFake) -> dict[str, Any]:
     conversations = {
         "enabled": True,
         "interval": "1s",
@@ -169,7 +170,7 @@ async def first_poll(exporter: ExporterProcess, team: Team) -> None:
 
 
 async def test_counters_and_buckets_equal_the_truth_over_several_polls(
-    team_fake: tuple[Team, FakeRocketChat], tmp_path: Path
+    team_fake: tuple[Team, InstrumentedFake], tmp_path: Path
 ) -> None:
     team, fake = team_fake
     closed_long_ago = team.served(team.sales, team.alice, reply_after=5, age=100)
@@ -203,7 +204,7 @@ async def test_counters_and_buckets_equal_the_truth_over_several_polls(
 
 
 async def test_paging_past_100_rooms_and_a_429_in_the_middle(
-    team_fake: tuple[Team, FakeRocketChat], tmp_path: Path
+    team_fake: tuple[Team, InstrumentedFake], tmp_path: Path
 ) -> None:
     team, fake = team_fake
     async with running(config(fake), tmp_path) as exporter:
@@ -230,7 +231,7 @@ async def test_paging_past_100_rooms_and_a_429_in_the_middle(
 
 
 async def test_a_restart_counts_from_zero_and_nothing_twice(
-    team_fake: tuple[Team, FakeRocketChat], tmp_path: Path
+    team_fake: tuple[Team, InstrumentedFake], tmp_path: Path
 ) -> None:
     team, fake = team_fake
     async with running(config(fake), tmp_path) as exporter:
@@ -257,7 +258,7 @@ async def test_a_restart_counts_from_zero_and_nothing_twice(
 
 
 async def test_a_close_exactly_on_the_edge_between_two_windows_counts_once(
-    team_fake: tuple[Team, FakeRocketChat], tmp_path: Path
+    team_fake: tuple[Team, InstrumentedFake], tmp_path: Path
 ) -> None:
     """With no lookback the windows meet: both hold their shared instant (inclusive bounds)."""
     team, fake = team_fake

@@ -34,18 +34,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from exporter.fake import (
-    ApiUser,
-    Delay,
-    Drop,
-    FakeRocketChat,
-    Fault,
-    HugeBody,
-    Reply,
-    RequestRecord,
-    ResetMidBody,
-    ServerSettings,
-)
+from exporter.fake import ApiUser, ServerSettings
 from exporter.rocketchat.answers import Outcome
 from tests.e2e.conftest import small_world
 from tests.e2e.harness import (
@@ -65,6 +54,16 @@ from tests.e2e.observe import (
     log_time,
     sample_process,
     tracebacks,
+)
+from tests.support.faults import (
+    Delay,
+    Drop,
+    Fault,
+    HugeBody,
+    InstrumentedFake,
+    Reply,
+    RequestRecord,
+    ResetMidBody,
 )
 
 MAX_STALENESS = 2.0
@@ -86,7 +85,7 @@ POLL_DURATION = "rocketchat_livechat_exporter_poll_duration_seconds"
 class Stage:
     """One case's fake Rocket.Chat and what its fault needs."""
 
-    fake: FakeRocketChat
+    fake: InstrumentedFake
     bot: ApiUser
     token_file: Path
     port: int = 0
@@ -161,7 +160,8 @@ def rate_limited_user(stage: Stage) -> None:
 
 def rate_limit_storm() -> tuple[Step, Step]:
     """Another client on the same IP takes every call of every window (the limit counts per
-    IP, rocketchat-api.md §3), so each of the exporter's requests is refused with a 429."""
+    IP, docs/rocketchat-api.md, "Rate limits"), so each of the exporter's requests
+    is refused with a 429."""
 
     async def start(stage: Stage) -> None:
         neighbour = stage.fake.add_user(ApiUser.supervisor("Neighbour00000001", "neighbour-token"))
@@ -337,7 +337,7 @@ def failed_polls(observation: Observation) -> float:
 async def run_cycle(case: FaultCase, tmp_path: Path) -> Cycle:
     cycle = Cycle(case)
     bot = ApiUser.supervisor(token=f"pat-{secrets.token_hex(16)}", bypass_rate_limit=True)
-    fake = FakeRocketChat(small_world(), ServerSettings(), [bot], shuffle_seed=5)
+    fake = InstrumentedFake(small_world(), ServerSettings(), [bot], shuffle_seed=5)
     stage = Stage(fake, bot, tmp_path / "token")
     case.prepare(stage)
     await fake.start()
@@ -636,7 +636,7 @@ def test_a_huge_announced_body_is_refused_before_reading(cycle: Cycle) -> None:
 
 
 async def test_scrapers_that_hang_up_early_leave_no_traceback(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     """Prometheus hangs up on a scrape that exceeds its scrape_timeout; so do impatient
     clients. The exporter lets them go without logging an error."""

@@ -1,6 +1,7 @@
-"""Password login end to end (rocketchat-api.md §4.5): the real exporter process logs in with
-POST /api/v1/login, uses the session token, logs in again once when it is revoked, and never
-logs in over and over: a refused login waits LOGIN_RETRY_AFTER (15 minutes) or a new password."""
+"""Password login end to end (docs/rocketchat-api.md, "Login and tokens"): the real exporter
+process logs in with POST /api/v1/login, uses the session token, logs in again once when it is
+revoked, and never logs in over and over: a refused login waits LOGIN_RETRY_AFTER (15 minutes)
+or a new password."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from exporter.fake import ApiUser, FakeRocketChat, Reply
+from exporter.fake import ApiUser
 from exporter.rocketchat.auth import LOGIN_RETRY_AFTER
 from tests.e2e.harness import ExporterProcess, exporter_config, queue_truth, start_exporter
 from tests.e2e.observe import QUEUE_CHATS, Watcher, tracebacks
+from tests.support.faults import InstrumentedFake, Reply
 
 PASSWORD = "correct-horse-battery-staple-42"
 USERNAME = "exporter"
@@ -29,7 +31,7 @@ def bot() -> ApiUser:
     return user
 
 
-def login_config(fake: FakeRocketChat, password_file: Path | None) -> dict[str, Any]:
+def login_config(fake: InstrumentedFake, password_file: Path | None) -> dict[str, Any]:
     config = exporter_config(fake)
     rocketchat = config["rocketchat"]
     del rocketchat["user_id"], rocketchat["auth_token"]
@@ -40,7 +42,7 @@ def login_config(fake: FakeRocketChat, password_file: Path | None) -> dict[str, 
 
 
 async def start_with_password(
-    fake: FakeRocketChat, tmp_path: Path, password: str, source: str = "file"
+    fake: InstrumentedFake, tmp_path: Path, password: str, source: str = "file"
 ) -> ExporterProcess:
     if source == "env":
         config = login_config(fake, None)
@@ -50,18 +52,18 @@ async def start_with_password(
     return await start_exporter(login_config(fake, password_file), tmp_path)
 
 
-def logins(fake: FakeRocketChat) -> list[int | None]:
+def logins(fake: InstrumentedFake) -> list[int | None]:
     """The status of every POST /api/v1/login so far."""
     return [r.status for r in fake.requests_to("login") if r.method == "POST"]
 
 
-def queue_requests(fake: FakeRocketChat, status: int) -> int:
+def queue_requests(fake: InstrumentedFake, status: int) -> int:
     return sum(1 for r in fake.requests_to("livechat/queue") if r.status == status)
 
 
 @pytest.mark.parametrize("source", ["file", "env"])
 async def test_the_token_from_the_login_is_used(
-    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path, source: str
+    fake: InstrumentedFake, bot: ApiUser, tmp_path: Path, source: str
 ) -> None:
     exporter = await start_with_password(fake, tmp_path, PASSWORD, source)
     try:
@@ -79,7 +81,7 @@ async def test_the_token_from_the_login_is_used(
 
 
 async def test_a_revoked_session_logs_in_again_once_and_recovers(
-    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+    fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
     exporter = await start_with_password(fake, tmp_path, PASSWORD)
     try:
@@ -103,7 +105,7 @@ async def test_a_revoked_session_logs_in_again_once_and_recovers(
 
 
 async def test_a_wrong_password_is_unauthorized_and_not_tried_again(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     exporter = await start_with_password(fake, tmp_path, "not-the-password")
     try:
@@ -122,7 +124,7 @@ async def test_a_wrong_password_is_unauthorized_and_not_tried_again(
 
 
 async def test_a_corrected_password_file_is_used_at_the_next_poll(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     exporter = await start_with_password(fake, tmp_path, "not-the-password")
     try:
@@ -136,7 +138,7 @@ async def test_a_corrected_password_file_is_used_at_the_next_poll(
 
 
 async def test_a_user_with_two_factor_auth_is_told_to_use_a_personal_access_token(
-    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+    fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
     bot.totp_required = True
     exporter = await start_with_password(fake, tmp_path, PASSWORD)
@@ -155,10 +157,11 @@ async def test_a_user_with_two_factor_auth_is_told_to_use_a_personal_access_toke
 
 
 async def test_a_session_refused_at_once_is_not_renewed_at_every_poll(
-    fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+    fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
     """E.g. a proxy starts dropping X-Auth-Token: the login works, its token never does.
-    Every REST login adds a token to the user's document (§4.5): no login per poll."""
+    Every REST login adds a token to the user's document (docs/rocketchat-api.md, "Login and
+    tokens"): no login per poll."""
     exporter = await start_with_password(fake, tmp_path, PASSWORD)
     try:
         await exporter.wait_for_polls(within=WITHIN)

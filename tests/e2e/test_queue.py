@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.fake import FakeRocketChat
+from exporter.fake import Framework, ModelEra
 from tests.e2e.harness import (
     exporter_config,
     exporter_running,
@@ -15,16 +15,27 @@ from tests.e2e.harness import (
     require_tool,
     run_tool,
 )
+from tests.support.faults import InstrumentedFake
 
 QUEUE_CHATS = "rocketchat_livechat_queue_chats"
 ALLOWED = {"count", "offset", "sort", "agentId", "departmentId", "includeOfflineAgents"}
 
 
-@pytest.mark.parametrize("era", ["E1", "E2", "E5", "E6"])
+@pytest.mark.parametrize(
+    ("model", "framework"),
+    [
+        ("E1", "restivus-js"),
+        ("E2", "restivus-js"),
+        ("E3", "restivus-ts"),
+        ("E4", "restivus-ts"),
+        ("E5", "restivus-ts"),
+        ("E5", "hono"),
+    ],
+)
 async def test_series_equal_the_truth_in_every_era(
-    fake: FakeRocketChat, tmp_path: Path, era: str
+    fake: InstrumentedFake, tmp_path: Path, model: ModelEra, framework: Framework
 ) -> None:
-    fake.settings.era = era  # type: ignore[assignment]
+    fake.settings.model, fake.settings.framework = model, framework
     async with exporter_running(exporter_config(fake), tmp_path) as exporter:
         scrape = await exporter.wait_for_polls()
         assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
@@ -32,7 +43,7 @@ async def test_series_equal_the_truth_in_every_era(
 
 
 async def test_paging_when_the_server_refuses_count_zero(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     from exporter.fake import make_world
 
@@ -50,7 +61,7 @@ async def test_paging_when_the_server_refuses_count_zero(
 
 @pytest.mark.parametrize("skew", [-9, +9])
 async def test_a_total_that_disagrees_with_the_rows(
-    fake: FakeRocketChat, tmp_path: Path, skew: int
+    fake: InstrumentedFake, tmp_path: Path, skew: int
 ) -> None:
     from exporter.fake import make_world
 
@@ -64,14 +75,14 @@ async def test_a_total_that_disagrees_with_the_rows(
     if skew > 0:
         assert shown == truth  # ends on the short page
     else:
-        # A low total ends paging early (rocketchat-api.md §1.6): what is shown is right,
-        # and at most the rows past the total are missing until the next poll.
+        # A low total ends paging early (docs/rocketchat-api.md, "livechat/queue"): what is
+        # shown is right, and at most the rows past the total are missing until the next poll.
         assert shown.items() <= truth.items()
         assert len(shown) >= 260 + skew
 
 
 async def test_an_agent_that_leaves_disappears_from_metrics(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     async with exporter_running(exporter_config(fake), tmp_path) as exporter:
         await exporter.wait_for_polls()
@@ -84,7 +95,7 @@ async def test_an_agent_that_leaves_disappears_from_metrics(
 
 
 async def test_a_status_change_leaves_no_series_behind(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     async with exporter_running(exporter_config(fake), tmp_path) as exporter:
         await exporter.wait_for_polls()
@@ -98,7 +109,7 @@ async def test_a_status_change_leaves_no_series_behind(
 
 
 async def test_deleted_agents_and_departments_keep_honest_labels(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     support = next(d for d in fake.world.departments.values() if d.name == "Support")
     fake.world.remove_department(support.id)
@@ -111,7 +122,9 @@ async def test_deleted_agents_and_departments_keep_honest_labels(
     )
 
 
-async def test_offline_agents_are_left_out_when_asked(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_offline_agents_are_left_out_when_asked(
+    fake: InstrumentedFake, tmp_path: Path
+) -> None:
     config = exporter_config(fake, poll={"include_offline_agents": False})
     async with exporter_running(config, tmp_path) as exporter:
         scrape = await exporter.wait_for_polls()
@@ -120,7 +133,7 @@ async def test_offline_agents_are_left_out_when_asked(fake: FakeRocketChat, tmp_
 
 
 async def test_only_the_parameters_the_server_accepts_are_sent(
-    fake: FakeRocketChat, tmp_path: Path
+    fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     config = exporter_config(
         fake,
@@ -136,7 +149,7 @@ async def test_only_the_parameters_the_server_accepts_are_sent(
     assert {r.status for r in fake.requests} == {200}
 
 
-async def test_the_text_exposition_passes_promtool(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_the_text_exposition_passes_promtool(fake: InstrumentedFake, tmp_path: Path) -> None:
     promtool = require_tool("promtool")
     config = exporter_config(fake, collectors={"queue": True, "inquiries": True, "agents": True})
     async with exporter_running(config, tmp_path) as exporter:

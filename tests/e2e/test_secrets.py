@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gzip
 import json
 import os
@@ -20,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 import yaml
 
 from exporter.config import Secret, load_config, redacted_dump
-from exporter.fake import ApiUser, FakeRocketChat, Reply, ServerSettings
+from exporter.fake import ApiUser, ServerSettings
 from exporter.rocketchat.auth import Credentials
 from tests.e2e.conftest import small_world
 from tests.e2e.harness import exporter_config, selected_params
+from tests.support.faults import InstrumentedFake, Reply
 
 TOKEN = "pat-Secret-4f1c2b7e9d0a8c6b5e4f3a2d1c0b9a8e"
 ROTATED = "pat-Rotated-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -186,7 +187,7 @@ SETUPS = [
 
 
 def config_for(
-    setup: Setup, fake: FakeRocketChat, bot: ApiUser, tmp_path: Path
+    setup: Setup, fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> tuple[dict[str, Any], dict[str, str]]:
     config = exporter_config(fake, poll={"max_staleness": "1m"})
     rocketchat = config["rocketchat"]
@@ -234,7 +235,7 @@ async def expose(setup: Setup, tmp_path: Path) -> Exposure:
     quote one back (each then shown on the landing page), a revocation, a rotation or a
     refused login; every path visited after each step."""
     bot = ApiUser.supervisor(token=TOKEN, bypass_rate_limit=True, password=PASSWORD)
-    async with FakeRocketChat(small_world(), ServerSettings(), [bot]) as fake:
+    async with InstrumentedFake(small_world(), ServerSettings(), [bot]) as fake:
         config, env = config_for(setup, fake, bot, tmp_path)
         async with exporter_with_logs(config, tmp_path, setup.log_format, env) as run:
             await run.wait_for_polls("success")
@@ -398,9 +399,9 @@ async def test_a_config_error_never_quotes_a_credential(
 def test_the_redacted_dump_hides_every_credential() -> None:
     env = {"ROCKETCHAT_URL": URL, "ROCKETCHAT_USER_ID": "u1", "ROCKETCHAT_AUTH_TOKEN": TOKEN}
     with_token = load_config(None, env)
-    with_password = dataclasses.replace(
+    with_password = msgspec.structs.replace(
         with_token,
-        rocketchat=dataclasses.replace(
+        rocketchat=msgspec.structs.replace(
             with_token.rocketchat, auth_token=Secret(""), username="bot", password=Secret(PASSWORD)
         ),
     )

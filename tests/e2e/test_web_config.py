@@ -12,9 +12,9 @@ import pytest
 import trustme
 import yaml
 
-from exporter.fake import FakeRocketChat
 from tests.e2e.harness import exporter_config, exporter_running
 from tests.e2e.test_cli import run_cli, write_config
+from tests.support.faults import InstrumentedFake
 
 USER, PASSWORD = "prometheus", "scrape-secret-42"
 
@@ -50,7 +50,7 @@ async def status(url: str, auth: str | None = None, tls: ssl.SSLContext | None =
 
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 async def test_metrics_need_credentials_probes_do_not(
-    fake: FakeRocketChat, tmp_path: Path, tls: bool
+    fake: InstrumentedFake, tmp_path: Path, tls: bool
 ) -> None:
     path = web_config(tmp_path, tls)
     context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem")) if tls else None
@@ -72,7 +72,7 @@ async def test_metrics_need_credentials_probes_do_not(
     assert PASSWORD not in logs
 
 
-async def test_a_bad_web_config_stops_the_start(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_a_bad_web_config_stops_the_start(fake: InstrumentedFake, tmp_path: Path) -> None:
     bad = tmp_path / "web.yaml"
     bad.write_text("basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n")
     config = write_config(tmp_path, exporter_config(fake))
@@ -84,7 +84,7 @@ async def test_a_bad_web_config_stops_the_start(fake: FakeRocketChat, tmp_path: 
         assert "not-a-bcrypt-hash" not in err + out
 
 
-async def test_check_config_reads_the_web_config(fake: FakeRocketChat, tmp_path: Path) -> None:
+async def test_check_config_reads_the_web_config(fake: InstrumentedFake, tmp_path: Path) -> None:
     config = write_config(tmp_path, exporter_config(fake))
     path = web_config(tmp_path, tls=True)
     code, out, _ = await run_cli(

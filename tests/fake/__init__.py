@@ -1,5 +1,5 @@
 """Tests of the fake Rocket.Chat itself, one behaviour each, checked against the API notes
-(/work/shared/rocketchat-api.md, cited as §n). They double as its documentation.
+(docs/rocketchat-api.md, cited by heading) and docs/fake.md. They double as its documentation.
 
 This module holds the small harness they share: :func:`serve` runs a fake on 127.0.0.1 and
 yields a :class:`Client` that speaks to it as a given user.
@@ -16,17 +16,21 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from exporter.fake import ApiUser, FakeRocketChat, ServerSettings, World
+from exporter.fake import ApiUser, ServerSettings, World
+from tests.support.faults import InstrumentedFake
 
 QueryParams = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 def bot() -> ApiUser:
-    """The default caller: a supervisor that the rate limiter leaves alone (§3)."""
+    """The default caller: a supervisor that the rate limiter leaves alone (docs/rocketchat-api.md,
+    "Rate limits")."""
     return ApiUser.supervisor(bypass_rate_limit=True)
 
 
-STABLE_SORT = '{"chats":-1,"user._id":1,"department._id":1}'  # §1.7
+ALL_QUERY = {"includeOfflineAgents": "true"}  # every agent's rows, not only the available ones
+# docs/rocketchat-api.md, "livechat/queue"
+STABLE_SORT = '{"chats":-1,"user._id":1,"department._id":1}'
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Answer:
 class Client:
     """Speaks to one fake as ``user`` unless told otherwise."""
 
-    def __init__(self, fake: FakeRocketChat, session: aiohttp.ClientSession, user: ApiUser):
+    def __init__(self, fake: InstrumentedFake, session: aiohttp.ClientSession, user: ApiUser):
         self.fake = fake
         self.session = session
         self.user = user
@@ -92,7 +96,7 @@ async def serve(
 ) -> AsyncIterator[Client]:
     """A running fake on 127.0.0.1; the client calls as the first user (default: :func:`bot`)."""
     callers = list(users) if users is not None else [bot()]
-    fake = FakeRocketChat(world or World(seed=1), settings, callers, **fake_options)
+    fake = InstrumentedFake(world or World(seed=1), settings, callers, **fake_options)
     await fake.start()
     try:
         async with aiohttp.ClientSession() as session:

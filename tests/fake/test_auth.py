@@ -1,4 +1,5 @@
-"""Authentication, permissions and login, with each era's bodies (§1.1, §4)."""
+"""Authentication, permissions and login, with each framework's bodies (docs/rocketchat-api.md,
+"Error bodies", "Permissions" and "Login and tokens")."""
 
 from __future__ import annotations
 
@@ -7,40 +8,43 @@ from typing import Any
 
 import pytest
 
-from exporter.fake import ApiUser, Era, ServerSettings
+from exporter.fake import ApiUser, Framework, ServerSettings
 
 from . import bot, serve
 
 LOGGED_OUT = "You must be logged in to do this."
 NO_PERMISSION = "User does not have the permissions required for this action"
 
-UNAUTHENTICATED_BODIES: list[tuple[Era, bool, dict[str, Any]]] = [
-    ("E1", False, {"status": "error", "message": LOGGED_OUT}),
-    ("E2", False, {"status": "error", "message": LOGGED_OUT}),
-    ("E5", False, {"status": "error", "message": LOGGED_OUT}),
+UNAUTHENTICATED_BODIES: list[tuple[Framework, bool, dict[str, Any]]] = [
+    ("restivus-js", False, {"status": "error", "message": LOGGED_OUT}),
+    ("restivus-ts", False, {"status": "error", "message": LOGGED_OUT}),
+    ("restivus-ts", True, {"status": "error", "message": LOGGED_OUT}),  # no 9.0 switch there
     (
-        "E6",
+        "hono",
         False,
-        {"success": False, "error": LOGGED_OUT, "status": "error", "message": LOGGED_OUT},
+        {"success": False, "status": "error", "message": LOGGED_OUT, "error": LOGGED_OUT},
     ),
-    ("E6", True, {"success": False, "error": LOGGED_OUT}),
+    ("hono", True, {"success": False, "error": LOGGED_OUT}),
 ]
 
 
-@pytest.mark.parametrize(("era", "v8", "body"), UNAUTHENTICATED_BODIES)
-async def test_missing_credentials_are_a_401_with_the_eras_body(
-    era: Era, v8: bool, body: dict[str, Any]
+@pytest.mark.parametrize(("framework", "v9", "body"), UNAUTHENTICATED_BODIES)
+async def test_missing_credentials_are_a_401_with_the_frameworks_body(
+    framework: Framework, v9: bool, body: dict[str, Any]
 ) -> None:
-    """§4.2."""
-    async with serve(settings=ServerSettings(era=era, breaking_v8=v8)) as client:
+    settings = ServerSettings(framework=framework, breaking_9=v9)
+    async with serve(settings=settings) as client:
         answer = await client.anonymous_get("livechat/queue")
     assert (answer.status, answer.body) == (401, body)
 
 
-@pytest.mark.parametrize(("era", "v8", "body"), UNAUTHENTICATED_BODIES)
-async def test_a_wrong_token_is_a_401_never_a_403(era: Era, v8: bool, body: dict[str, Any]) -> None:
-    """§4.1: a bad, expired or revoked token gives 401."""
-    async with serve(settings=ServerSettings(era=era, breaking_v8=v8)) as client:
+@pytest.mark.parametrize(("framework", "v9", "body"), UNAUTHENTICATED_BODIES)
+async def test_a_wrong_token_is_a_401_never_a_403(
+    framework: Framework, v9: bool, body: dict[str, Any]
+) -> None:
+    """A bad, expired or revoked token gives 401."""
+    settings = ServerSettings(framework=framework, breaking_9=v9)
+    async with serve(settings=settings) as client:
         wrong = ApiUser(client.user.user_id, "not-the-token", "x")
         answer = await client.queue(user=wrong)
     assert (answer.status, answer.body) == (401, body)
@@ -68,18 +72,18 @@ async def test_deleting_the_user_makes_the_next_call_a_401() -> None:
 
 
 @pytest.mark.parametrize(
-    ("era", "v8", "code"),
+    ("settings", "code"),
     [
-        ("E2", False, "error-unauthorized"),
-        ("E5", False, "error-unauthorized"),
-        ("E6", False, "error-unauthorized"),
-        ("E6", True, "error-forbidden"),
+        (ServerSettings(model="E2", framework="restivus-js"), "error-unauthorized"),
+        (ServerSettings(model="E5", framework="restivus-ts"), "error-unauthorized"),
+        (ServerSettings(), "error-unauthorized"),
+        (ServerSettings(breaking_9=True), "error-forbidden"),
     ],
 )
-async def test_missing_view_l_room_is_a_403_from_e2(era: Era, v8: bool, code: str) -> None:
-    """§1.1, §4.3: route-level permissionsRequired."""
+async def test_missing_view_l_room_is_a_403_from_e2(settings: ServerSettings, code: str) -> None:
+    """Route-level permissionsRequired."""
     user = ApiUser("NoPermissions0001", "token", "nobody")
-    async with serve(settings=ServerSettings(era=era, breaking_v8=v8), users=[user]) as client:
+    async with serve(settings=settings, users=[user]) as client:
         answer = await client.queue()
     assert (answer.status, answer.body) == (
         403,
@@ -88,9 +92,10 @@ async def test_missing_view_l_room_is_a_403_from_e2(era: Era, v8: bool, code: st
 
 
 async def test_missing_view_l_room_is_a_400_in_e1() -> None:
-    """§1.1: E1 checks inside the lib and turns the Error into a 400."""
+    """docs/rocketchat-api.md, "livechat/queue": E1 checks inside the lib and turns the Error into a
+    400."""
     user = ApiUser("NoPermissions0001", "token", "nobody")
-    async with serve(settings=ServerSettings(era="E1"), users=[user]) as client:
+    async with serve(settings=ServerSettings(model="E1"), users=[user]) as client:
         answer = await client.queue()
     assert (answer.status, answer.body) == (
         400,
@@ -99,9 +104,10 @@ async def test_missing_view_l_room_is_a_400_in_e1() -> None:
 
 
 async def test_e1_parses_the_sort_before_checking_the_permission() -> None:
-    """§1.1: E1's route parses paging and sort, then the lib checks the permission."""
+    """docs/rocketchat-api.md, "livechat/queue": E1's route parses paging and sort, then the lib
+    checks the permission."""
     user = ApiUser("NoPermissions0001", "token", "nobody")
-    async with serve(settings=ServerSettings(era="E1"), users=[user]) as client:
+    async with serve(settings=ServerSettings(model="E1"), users=[user]) as client:
         answer = await client.queue({"sort": "bad"})
     assert answer.body["errorType"] == "error-invalid-sort"
 
@@ -114,7 +120,8 @@ async def test_unknown_path_is_a_json_404() -> None:
     assert wrong_method.status == 404
 
 
-# --- POST /api/v1/login (§4.5) -------------------------------------------------------------
+# --- POST /api/v1/login (docs/rocketchat-api.md, "Login and tokens")
+# -------------------------------------------------------------
 
 
 def password_user(**options: Any) -> ApiUser:
@@ -126,7 +133,7 @@ def password_user(**options: Any) -> ApiUser:
 @pytest.mark.parametrize("field", ["user", "username"])
 async def test_login_issues_a_token_that_authenticates(field: str) -> None:
     user = password_user()
-    async with serve(users=[user], settings=ServerSettings(era="E5")) as client:
+    async with serve(users=[user], settings=ServerSettings(framework="restivus-ts")) as client:
         answer = await client.request("POST", "login", json={field: "bot", "password": "s3cret"})
         data = answer.body["data"]
         as_logged_in = ApiUser(data["userId"], data["authToken"], "bot")
@@ -141,15 +148,16 @@ async def test_login_issues_a_token_that_authenticates(field: str) -> None:
     assert queue.status == 200
 
 
-async def test_login_answer_adds_success_in_e6() -> None:
-    """§4.5: the newest ApiClass adds ``success: true``."""
+async def test_login_answer_adds_success_on_hono() -> None:
+    """docs/rocketchat-api.md, "Login and tokens": the newest ApiClass adds ``success: true``."""
     async with serve(users=[password_user()]) as client:
         answer = await client.request("POST", "login", json={"user": "bot", "password": "s3cret"})
     assert answer.body["success"] is True
 
 
 async def test_every_login_adds_another_valid_token() -> None:
-    """§4.5: each REST login adds a resume token; earlier ones stay valid."""
+    """docs/rocketchat-api.md, "Login and tokens": each REST login adds a resume token; earlier ones
+    stay valid."""
     async with serve(users=[password_user()]) as client:
         tokens = [
             (
@@ -175,9 +183,12 @@ async def test_login_accepts_a_sha256_digest() -> None:
     assert answer.status == 200
 
 
-@pytest.mark.parametrize(("era", "has_success"), [("E5", False), ("E6", True)])
-async def test_login_with_a_wrong_password_is_a_401(era: Era, has_success: bool) -> None:
-    async with serve(users=[password_user()], settings=ServerSettings(era=era)) as client:
+@pytest.mark.parametrize(("framework", "has_success"), [("restivus-ts", False), ("hono", True)])
+async def test_login_with_a_wrong_password_is_a_401(
+    framework: Framework, has_success: bool
+) -> None:
+    settings = ServerSettings(framework=framework)
+    async with serve(users=[password_user()], settings=settings) as client:
         answer = await client.request("POST", "login", json={"user": "bot", "password": "nope"})
     expected: dict[str, Any] = {"status": "error", "error": 403, "message": "Incorrect password"}
     if has_success:
@@ -186,8 +197,11 @@ async def test_login_with_a_wrong_password_is_a_401(era: Era, has_success: bool)
 
 
 async def test_login_of_an_unknown_user_says_unauthorized() -> None:
-    """§4.5: "User not found" is replaced by "Unauthorized"."""
-    async with serve(users=[password_user()], settings=ServerSettings(era="E5")) as client:
+    """docs/rocketchat-api.md, "Login and tokens": "User not found" is replaced by
+    "Unauthorized"."""
+    async with serve(
+        users=[password_user()], settings=ServerSettings(framework="restivus-ts")
+    ) as client:
         answer = await client.request("POST", "login", json={"user": "ghost", "password": "x"})
     assert (answer.status, answer.body) == (
         401,
@@ -196,7 +210,8 @@ async def test_login_of_an_unknown_user_says_unauthorized() -> None:
 
 
 async def test_login_with_totp_needs_a_code() -> None:
-    """§4.5: 401 totp-required without a code, totp-invalid with a wrong one."""
+    """docs/rocketchat-api.md, "Login and tokens": 401 totp-required without a code, totp-invalid
+    with a wrong one."""
     async with serve(users=[password_user(totp_required=True)]) as client:
         answer = await client.request("POST", "login", json={"user": "bot", "password": "s3cret"})
     assert answer.status == 401
@@ -219,7 +234,8 @@ async def test_login_with_a_wrong_totp_code_is_totp_invalid() -> None:
 
 @pytest.mark.parametrize("where", ["body", "header"])
 async def test_login_with_the_right_totp_code_succeeds(where: str) -> None:
-    """§4.5: the code goes in ``code`` or in the X-2fa-code header."""
+    """docs/rocketchat-api.md, "Login and tokens": the code goes in ``code`` or in the X-2fa-code
+    header."""
     credentials: dict[str, str] = {"user": "bot", "password": "s3cret"}
     headers = {}
     if where == "body":
@@ -232,7 +248,8 @@ async def test_login_with_the_right_totp_code_succeeds(where: str) -> None:
 
 
 async def test_a_personal_access_token_works_without_totp() -> None:
-    """§4.5: GET endpoints are not 2FA-protected; an existing token just works."""
+    """docs/rocketchat-api.md, "Login and tokens": GET endpoints are not 2FA-protected; an existing
+    token just works."""
     user = ApiUser.supervisor(totp_required=True, bypass_rate_limit=True)
     async with serve(users=[user]) as client:
         assert (await client.queue()).status == 200

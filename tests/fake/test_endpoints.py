@@ -1,4 +1,5 @@
-"""The other endpoints the exporter reads: inquiries.list, users/agent, department (§5)."""
+"""The other endpoints the exporter reads: inquiries.list, users/agent, department
+(docs/rocketchat-api.md, "livechat/department")."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.fake import ApiUser, Era, ServerSettings, World
+from exporter.fake import ApiUser, ModelEra, ServerSettings, World
 
 from . import serve
 
@@ -24,11 +25,13 @@ def waiting_world() -> tuple[World, str, str]:
     return world, sales, support
 
 
-# --- GET livechat/inquiries.list (§5.1) ----------------------------------------------------
+# --- GET livechat/inquiries.list (docs/rocketchat-api.md, "livechat/inquiries.list")
+# ----------------------------------------------------
 
 
 async def test_inquiries_lists_only_queued_ones_newest_first() -> None:
-    """§5.1: {status: 'queued'}, default sort {ts: -1}."""
+    """docs/rocketchat-api.md, "livechat/inquiries.list": {status: 'queued'}, default sort {ts:
+    -1}."""
     world, _, _ = waiting_world()
     async with serve(world) as client:
         answer = await client.get("livechat/inquiries.list")
@@ -38,7 +41,8 @@ async def test_inquiries_lists_only_queued_ones_newest_first() -> None:
 
 
 async def test_inquiry_items_have_the_documented_shape() -> None:
-    """§5.1: {_id, rid, name, ts (ISO 8601, ms, Z), status, department (an id)}."""
+    """docs/rocketchat-api.md, "livechat/inquiries.list": {_id, rid, name, ts (ISO 8601, ms, Z),
+    status, department (an id)}."""
     world, sales, _ = waiting_world()
     async with serve(world) as client:
         answer = await client.get(
@@ -66,7 +70,7 @@ async def test_inquiry_without_department_has_no_department_field() -> None:
 
 @pytest.mark.parametrize("by", ["id", "name"])
 async def test_inquiries_department_may_be_an_id_or_a_name(by: str) -> None:
-    """§5.1: ``department`` resolves by id or name."""
+    """docs/rocketchat-api.md, "livechat/inquiries.list": ``department`` resolves by id or name."""
     world, sales, _ = waiting_world()
     async with serve(world) as client:
         wanted = sales if by == "id" else "Sales"
@@ -76,7 +80,8 @@ async def test_inquiries_department_may_be_an_id_or_a_name(by: str) -> None:
 
 
 async def test_unknown_inquiries_department_is_ignored_silently() -> None:
-    """§5.1: an unknown department gives the global list, not an empty one."""
+    """docs/rocketchat-api.md, "livechat/inquiries.list": an unknown department gives the global
+    list, not an empty one."""
     world, _, _ = waiting_world()
     async with serve(world) as client:
         answer = await client.get("livechat/inquiries.list", {"department": "Nowhere"})
@@ -96,7 +101,8 @@ async def test_inquiries_reject_unknown_params_in_e6() -> None:
     assert answer.status == 400
 
 
-# --- GET livechat/users/agent (§5.3) -------------------------------------------------------
+# --- GET livechat/users/agent (docs/rocketchat-api.md, "livechat/users/agent")
+# -------------------------------------------------------
 
 
 def roster() -> World:
@@ -109,7 +115,8 @@ def roster() -> World:
 
 
 async def test_agents_are_listed_by_name_with_their_availability() -> None:
-    """§5.3: idle agents included; default sort {name: 1}."""
+    """docs/rocketchat-api.md, "livechat/users/agent": idle agents included; default sort {name:
+    1}."""
     world = roster()
     async with serve(world) as client:
         answer = await client.get("livechat/users/agent")
@@ -153,20 +160,21 @@ async def test_agents_text_filter_matches_username_or_name() -> None:
             },
         ),
         ("E5", False, {"success": False, "error": "unauthorized"}),
-        ("E6", True, {"success": False, "error": "forbidden"}),
+        ("E5", True, {"success": False, "error": "forbidden"}),
     ],
 )
-async def test_agents_permission_per_era(era: Era, v8: bool, body: dict[str, Any]) -> None:
-    """§5.3: JS era route-level manage-livechat-agents; newer a bare forbidden()."""
+async def test_agents_permission_per_era(era: ModelEra, v8: bool, body: dict[str, Any]) -> None:
+    """docs/rocketchat-api.md, "livechat/users/agent": JS era route-level manage-livechat-agents;
+    newer a bare forbidden()."""
     viewer = ApiUser("ViewerOnly0000001", "token", "viewer", {"view-l-room"})
-    async with serve(settings=ServerSettings(era=era, breaking_v8=v8), users=[viewer]) as client:
+    async with serve(settings=ServerSettings(model=era, breaking_9=v8), users=[viewer]) as client:
         answer = await client.get("livechat/users/agent")
     assert (answer.status, answer.body) == (403, body)
 
 
 async def test_newer_agents_can_be_seen_with_edit_omnichannel_contact() -> None:
     viewer = ApiUser("ContactEditor0001", "token", "editor", {"edit-omnichannel-contact"})
-    async with serve(settings=ServerSettings(era="E5"), users=[viewer]) as client:
+    async with serve(settings=ServerSettings(model="E5"), users=[viewer]) as client:
         answer = await client.get("livechat/users/agent")
     assert answer.status == 200
 
@@ -174,22 +182,25 @@ async def test_newer_agents_can_be_seen_with_edit_omnichannel_contact() -> None:
 NEWER_AGENT_PARAMS = {"onlyAvailable": "true", "showIdleAgents": "false"}
 
 
-async def test_newer_agent_params_work_in_e6() -> None:
-    """§5.3: onlyAvailable and showIdleAgents (booleans) filter the roster."""
+async def test_newer_agent_params_work_in_e5() -> None:
+    """docs/rocketchat-api.md, "livechat/users/agent": onlyAvailable and showIdleAgents (booleans)
+    filter the roster."""
     async with serve(roster()) as client:
         answer = await client.get("livechat/users/agent", NEWER_AGENT_PARAMS)
     assert [u["username"] for u in answer.body["users"]] == ["zoe"]
 
 
-async def test_newer_agent_params_are_rejected_by_older_schemas() -> None:
-    """§5.3: older schemas have additionalProperties: false and lack them."""
-    async with serve(roster(), ServerSettings(era="E5")) as client:
+@pytest.mark.parametrize("era", ["E3", "E4"])
+async def test_newer_agent_params_are_rejected_by_older_schemas(era: ModelEra) -> None:
+    """docs/rocketchat-api.md, "livechat/users/agent": older schemas have additionalProperties:
+    false and lack them."""
+    async with serve(roster(), ServerSettings(model=era)) as client:
         answer = await client.get("livechat/users/agent", NEWER_AGENT_PARAMS)
     assert (answer.status, answer.body["errorType"]) == (400, "invalid-params")
 
 
 async def test_newer_agent_params_are_ignored_in_the_js_era() -> None:
-    async with serve(roster(), ServerSettings(era="E2")) as client:
+    async with serve(roster(), ServerSettings(model="E2")) as client:
         answer = await client.get("livechat/users/agent", NEWER_AGENT_PARAMS)
     assert answer.body["total"] == 3
 
@@ -205,10 +216,11 @@ async def test_exclude_id_leaves_one_agent_out() -> None:
 async def test_boolean_params_must_be_true_or_false() -> None:
     async with serve(roster()) as client:
         answer = await client.get("livechat/users/agent", {"onlyAvailable": "yes"})
-    assert (answer.status, answer.body["error"]) == (400, "must be boolean")
+    assert (answer.status, answer.body["error"]) == (400, "must be boolean [invalid-params]")
 
 
-# --- GET livechat/department (§5.4) --------------------------------------------------------
+# --- GET livechat/department (docs/rocketchat-api.md, "livechat/department")
+# --------------------------------------------------------
 
 
 def departments_world() -> World:
@@ -221,7 +233,8 @@ def departments_world() -> World:
 
 
 async def test_departments_are_listed_by_name() -> None:
-    """§5.4: department documents, default sort {name: 1}; archived ones hidden."""
+    """docs/rocketchat-api.md, "livechat/department": department documents, default sort {name: 1};
+    archived ones hidden."""
     async with serve(departments_world()) as client:
         answer = await client.get("livechat/department")
     names = [d["name"] for d in answer.body["departments"]]
@@ -231,7 +244,7 @@ async def test_departments_are_listed_by_name() -> None:
 
 
 async def test_departments_can_be_read_with_view_l_room_only() -> None:
-    """§5.4: view-livechat-departments OR view-l-room."""
+    """docs/rocketchat-api.md, "livechat/department": view-livechat-departments OR view-l-room."""
     agent = ApiUser("AgentOnly00000001", "token", "agent", {"view-l-room"})
     nobody = ApiUser("NoPermissions0001", "token2", "nobody")
     async with serve(users=[agent, nobody]) as client:
@@ -241,7 +254,8 @@ async def test_departments_can_be_read_with_view_l_room_only() -> None:
 
 
 async def test_department_filters() -> None:
-    """§5.4: enabled (exact "true"), text, excludeDepartmentId."""
+    """docs/rocketchat-api.md, "livechat/department": enabled (exact "true"), text,
+    excludeDepartmentId."""
     world = departments_world()
     sales = next(d.id for d in world.departments.values() if d.name == "Sales")
     async with serve(world) as client:
@@ -253,9 +267,9 @@ async def test_department_filters() -> None:
     assert "Sales" not in [d["name"] for d in excluded.body["departments"]]
 
 
-@pytest.mark.parametrize(("era", "status"), [("E5", 400), ("E6", 200)])
-async def test_show_archived_exists_only_in_e6(era: Era, status: int) -> None:
-    async with serve(departments_world(), ServerSettings(era=era)) as client:
+@pytest.mark.parametrize(("era", "status"), [("E4", 400), ("E5", 200)])
+async def test_show_archived_exists_only_in_e5(era: ModelEra, status: int) -> None:
+    async with serve(departments_world(), ServerSettings(model=era)) as client:
         answer = await client.get("livechat/department", {"showArchived": "true"})
     assert answer.status == status
     if status == 200:

@@ -9,7 +9,8 @@ import time
 import aiohttp
 import pytest
 
-from exporter.fake import Delay, Drop, HugeBody, Reply, ResetMidBody, ServerSettings
+from exporter.fake import ServerSettings
+from tests.support.faults import Delay, Drop, HugeBody, Reply, ResetMidBody
 
 from . import serve
 
@@ -150,7 +151,8 @@ async def test_huge_body_survives_a_client_that_stops_reading() -> None:
 
 
 def test_times_must_be_positive() -> None:
-    from exporter.fake import FakeRocketChat, World
+    from exporter.fake import World
+    from tests.support.faults import InstrumentedFake
 
     with pytest.raises(ValueError, match="times"):
-        FakeRocketChat(World()).inject(Drop(), times=0)
+        InstrumentedFake(World()).inject(Drop(), times=0)

@@ -1,11 +1,11 @@
-"""``count``, ``offset`` and ``sort`` as getPaginationItems and parseJsonQuery treat them (§2)."""
+"""``count``, ``offset`` and ``sort`` as getPaginationItems and parseJsonQuery treat them
+(docs/rocketchat-api.md, "Paging")."""
 
 from __future__ import annotations
 
 import pytest
 
-from exporter.fake import ServerSettings, World, make_world
-from exporter.fake.server import Era
+from exporter.fake import ModelEra, ServerSettings, World, make_world
 
 from . import STABLE_SORT, serve
 
@@ -18,28 +18,31 @@ ALL = {"includeOfflineAgents": "true"}
 
 
 async def test_default_page_is_50_rows() -> None:
-    """§2: a missing count means API_Default_Count (50)."""
+    """docs/rocketchat-api.md, "Paging": a missing count means API_Default_Count (50)."""
     async with serve(world_with_rows()) as client:
         answer = await client.queue(ALL)
     assert (answer.body["count"], answer.body["total"]) == (50, 150)
 
 
 async def test_count_above_the_upper_limit_is_clamped_silently() -> None:
-    """§2: count > API_Upper_Count_Limit (100) gives 100 rows, no error, no header."""
+    """docs/rocketchat-api.md, "Paging": count > API_Upper_Count_Limit (100) gives 100 rows, no
+    error, no header."""
     async with serve(world_with_rows()) as client:
         answer = await client.queue({**ALL, "count": "500"})
     assert (answer.status, answer.body["count"], answer.body["total"]) == (200, 100, 150)
 
 
 async def test_count_zero_returns_every_row_while_infinite_count_is_allowed() -> None:
-    """§2, §1.8: count=0 adds no $limit when API_Allow_Infinite_Count is true (the default)."""
+    """docs/rocketchat-api.md, "Paging" and "livechat/queue": count=0 adds no $limit when
+    API_Allow_Infinite_Count is true (the default)."""
     async with serve(world_with_rows()) as client:
         answer = await client.queue({**ALL, "count": "0"})
     assert answer.body["count"] == answer.body["total"] == 150
 
 
 async def test_count_zero_means_the_default_when_infinite_count_is_off() -> None:
-    """§2: with API_Allow_Infinite_Count false, count=0 falls back to the default (50)."""
+    """docs/rocketchat-api.md, "Paging": with API_Allow_Infinite_Count false, count=0 falls back to
+    the default (50)."""
     async with serve(world_with_rows(), ServerSettings(allow_infinite_count=False)) as client:
         answer = await client.queue({**ALL, "count": "0"})
     assert answer.body["count"] == 50
@@ -62,7 +65,8 @@ async def test_offset_skips_rows_and_is_echoed() -> None:
 
 
 async def test_stable_sort_pages_cover_every_row_exactly_once() -> None:
-    """§1.7, §8.4: paging with a unique sort neither skips nor repeats rows."""
+    """docs/rocketchat-api.md, "livechat/queue" and "Paging": paging with a unique sort neither
+    skips nor repeats rows."""
     async with serve(world_with_rows()) as client:
         pages = [
             (await client.queue({**ALL, "count": "40", "offset": str(o), "sort": STABLE_SORT}))
@@ -73,7 +77,8 @@ async def test_stable_sort_pages_cover_every_row_exactly_once() -> None:
 
 
 async def test_negative_offset_is_a_400_with_mongodbs_message() -> None:
-    """§2: a negative offset reaches $skip and MongoDB refuses it; failure() makes it a 400."""
+    """docs/rocketchat-api.md, "Paging": a negative offset reaches $skip and MongoDB refuses it;
+    failure() makes it a 400."""
     async with serve(world_with_rows()) as client:
         answer = await client.queue({"offset": "-5"})
     assert answer.status == 400
@@ -103,27 +108,36 @@ async def test_negative_count_is_a_400_with_mongodbs_message() -> None:
                 "errorType": "invalid-params",
             },
         ),
-        ("E6", {"success": False, "errorType": "error-invalid-params", "error": "must be number"}),
+        (
+            "E3",
+            {
+                "success": False,
+                "error": "must be number [invalid-params]",
+                "errorType": "invalid-params",
+            },
+        ),
     ],
 )
-async def test_non_numeric_count_is_rejected_by_the_schema(era: Era, body: object) -> None:
-    """§1.2: ajv cannot coerce ``abc`` to a number."""
-    async with serve(world_with_rows(), ServerSettings(era=era)) as client:
+async def test_non_numeric_count_is_rejected_by_the_schema(era: ModelEra, body: object) -> None:
+    """docs/rocketchat-api.md, "livechat/queue": ajv cannot coerce ``abc`` to a number."""
+    async with serve(world_with_rows(), ServerSettings(model=era)) as client:
         answer = await client.queue({"count": "abc"})
     assert (answer.status, answer.body) == (400, body)
 
 
 @pytest.mark.parametrize("era", ["E1", "E2"])
-async def test_non_numeric_count_means_no_limit_before_schemas(era: Era) -> None:
-    """§2: parseInt('abc') is NaN, which adds no $limit: every row comes back."""
-    async with serve(world_with_rows(), ServerSettings(era=era)) as client:
+async def test_non_numeric_count_means_no_limit_before_schemas(era: ModelEra) -> None:
+    """docs/rocketchat-api.md, "Paging": parseInt('abc') is NaN, which adds no $limit: every row
+    comes back."""
+    async with serve(world_with_rows(), ServerSettings(model=era)) as client:
         answer = await client.queue({**ALL, "count": "abc"})
     assert answer.body["count"] == 150
 
 
 async def test_non_numeric_offset_answers_a_null_offset_before_schemas() -> None:
-    """§2: offset=abc gives NaN: no $skip, and ``"offset": null`` in the JSON."""
-    async with serve(world_with_rows(), ServerSettings(era="E2")) as client:
+    """docs/rocketchat-api.md, "Paging": offset=abc gives NaN: no $skip, and ``"offset": null`` in
+    the JSON."""
+    async with serve(world_with_rows(), ServerSettings(model="E2")) as client:
         answer = await client.queue({**ALL, "offset": "abc"})
     assert (answer.body["offset"], answer.body["count"]) == (None, 50)
 
@@ -138,7 +152,8 @@ async def test_fractional_count_is_truncated() -> None:
     "raw", ["chats", '{"chats":"asc"}', '{"chats":"1"}', '{"chats":2}', "[1]", '{"chats":true}']
 )
 async def test_invalid_sort_is_a_400_naming_the_raw_value(raw: str) -> None:
-    """§2: sort must be a JSON object whose values are exactly 1 or -1."""
+    """docs/rocketchat-api.md, "Paging": sort must be a JSON object whose values are exactly 1 or
+    -1."""
     async with serve(world_with_rows()) as client:
         answer = await client.queue({"sort": raw})
     assert answer.status == 400
@@ -151,7 +166,8 @@ async def test_invalid_sort_is_a_400_naming_the_raw_value(raw: str) -> None:
 
 
 async def test_any_sort_key_is_accepted() -> None:
-    """§1.7: there is no allow-list; an unknown key sorts on a missing value."""
+    """docs/rocketchat-api.md, "livechat/queue": there is no allow-list; an unknown key sorts on a
+    missing value."""
     async with serve(world_with_rows()) as client:
         answer = await client.queue({"sort": '{"nonsense":1}'})
     assert answer.status == 200

@@ -1,4 +1,5 @@
-"""GET /api/v1/livechat/queue: the aggregation, filters, row shapes and sort (§1)."""
+"""GET /api/v1/livechat/queue: the aggregation, filters, row shapes and sort
+(docs/rocketchat-api.md, "livechat/queue")."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from exporter.fake import Agent, Department, ServerSettings, World, make_world
-from exporter.fake.server import Era
+from exporter.fake import Agent, Department, ModelEra, ServerSettings, World, make_world
 
 from . import STABLE_SORT, rows_by_key, serve
 
@@ -32,18 +32,21 @@ def team() -> Team:
     carol = world.add_agent("carol", status_livechat="not-available")
     dave = world.add_agent("dave", status="away", department_ids=[support.id])
     world.open_room(alice.id, sales.id)
-    world.open_room(alice.id, sales.id, on_hold=True)  # on hold still counts (§1.3)
+    # on hold still counts (docs/rocketchat-api.md, "livechat/queue")
+    world.open_room(alice.id, sales.id, on_hold=True)
     world.open_room(alice.id, None)
     world.open_room(bob.id, sales.id)
     world.open_room(carol.id, support.id)
     world.open_room(dave.id, support.id)
     world.close_room(world.open_room(dave.id, support.id).id)  # closed: not counted
-    world.queue_inquiry(sales.id)  # waiting, no servedBy: not counted (§1.3)
+    # waiting, no servedBy: not counted (docs/rocketchat-api.md, "livechat/queue")
+    world.queue_inquiry(sales.id)
     return Team(world, sales, support, alice, bob, carol, dave)
 
 
 async def test_counts_open_served_rooms_per_agent_and_department() -> None:
-    """§1.3: one row per (agent, department); on-hold counted; closed and queued not."""
+    """docs/rocketchat-api.md, "livechat/queue": one row per (agent, department); on-hold counted;
+    closed and queued not."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"includeOfflineAgents": "true"})
@@ -58,7 +61,8 @@ async def test_counts_open_served_rooms_per_agent_and_department() -> None:
 
 
 async def test_default_hides_offline_and_not_available_agents() -> None:
-    """§1.4: without includeOfflineAgents, only presence != offline and statusLivechat available."""
+    """docs/rocketchat-api.md, "livechat/queue": without includeOfflineAgents, only presence !=
+    offline and statusLivechat available."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue()
@@ -67,7 +71,8 @@ async def test_default_hides_offline_and_not_available_agents() -> None:
 
 @pytest.mark.parametrize("flag", ["True", "1", "yes", "TRUE", ""])
 async def test_include_offline_agents_needs_the_exact_string_true(flag: str) -> None:
-    """§1.1: the route passes ``includeOfflineAgents === 'true'``."""
+    """docs/rocketchat-api.md, "livechat/queue": the route passes ``includeOfflineAgents ===
+    'true'``."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"includeOfflineAgents": flag})
@@ -75,7 +80,8 @@ async def test_include_offline_agents_needs_the_exact_string_true(flag: str) -> 
 
 
 async def test_agent_id_filter_keeps_only_that_agent() -> None:
-    """§1.5: agentId filters rows; an unknown or hidden agent gives an empty result."""
+    """docs/rocketchat-api.md, "livechat/queue": agentId filters rows; an unknown or hidden agent
+    gives an empty result."""
     t = team()
     async with serve(t.world) as client:
         alice = await client.queue({"agentId": t.alice.id})
@@ -86,7 +92,7 @@ async def test_agent_id_filter_keeps_only_that_agent() -> None:
 
 
 async def test_unknown_department_gives_the_empty_answer() -> None:
-    """§1.5 and §1.8: exactly the documented empty body."""
+    """docs/rocketchat-api.md, "livechat/queue": exactly the documented empty body."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"departmentId": "no-chats"})
@@ -100,17 +106,19 @@ async def test_department_filter_applies_to_the_room() -> None:
     assert rows_by_key(answer) == {(t.alice.id, t.sales.id): 2, (t.bob.id, t.sales.id): 1}
 
 
-@pytest.mark.parametrize(("era", "rows"), [("E1", 0), ("E2", 3), ("E5", 3), ("E6", 3)])
-async def test_literal_undefined_department_is_ignored_from_e2(era: Era, rows: int) -> None:
-    """§1.3 table: E1 filters on any truthy departmentId; E2+ ignore 'undefined'."""
+@pytest.mark.parametrize(("era", "rows"), [("E1", 0), ("E2", 3), ("E3", 3), ("E5", 3)])
+async def test_literal_undefined_department_is_ignored_from_e2(era: ModelEra, rows: int) -> None:
+    """docs/rocketchat-api.md, "livechat/queue" table: E1 filters on any truthy departmentId; E2+
+    ignore 'undefined'."""
     t = team()
-    async with serve(t.world, ServerSettings(era=era)) as client:
+    async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"departmentId": "undefined"})
     assert answer.body["total"] == rows
 
 
 async def test_row_fields_come_in_the_documented_order() -> None:
-    """§1.4: chats, user {_id, username, status}, department {_id, name}."""
+    """docs/rocketchat-api.md, "livechat/queue": chats, user {_id, username, status}, department
+    {_id, name}."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"agentId": t.dave.id})
@@ -127,13 +135,14 @@ async def test_row_fields_come_in_the_documented_order() -> None:
         ("E1", {"_id": None, "name": None}),
         ("E2", {"_id": None, "name": None}),
         ("E5", {}),
-        ("E6", {}),
+        ("E4", {}),
     ],
 )
-async def test_room_without_department_shape_per_era(era: Era, shape: dict[str, None]) -> None:
-    """§1.4: E1/E2 $ifNull gives nulls; E4+ leave the fields out."""
+async def test_room_without_department_shape_per_era(era: ModelEra, shape: dict[str, None]) -> None:
+    """docs/rocketchat-api.md, "livechat/queue": E1/E2 $ifNull gives nulls; E4+ leave the fields
+    out."""
     t = team()
-    async with serve(t.world, ServerSettings(era=era)) as client:
+    async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"agentId": t.alice.id})
     departments = [row["department"] for row in answer.body["queue"]]
     assert shape in departments
@@ -141,12 +150,13 @@ async def test_room_without_department_shape_per_era(era: Era, shape: dict[str, 
 
 @pytest.mark.parametrize(("era", "has_null_name"), [("E1", True), ("E2", True), ("E5", False)])
 async def test_deleted_department_keeps_its_id_and_loses_its_name(
-    era: Era, has_null_name: bool
+    era: ModelEra, has_null_name: bool
 ) -> None:
-    """§1.4: ``{"_id": id, "name": null}`` in E1/E2, ``{"_id": id}`` in E4/E5."""
+    """docs/rocketchat-api.md, "livechat/queue": ``{"_id": id, "name": null}`` in E1/E2, ``{"_id":
+    id}`` in E4/E5."""
     t = team()
     t.world.remove_department(t.support.id)
-    async with serve(t.world, ServerSettings(era=era)) as client:
+    async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"agentId": t.dave.id})
     expected = {"_id": t.support.id, "name": None} if has_null_name else {"_id": t.support.id}
     assert answer.body["queue"][0]["department"] == expected
@@ -159,29 +169,31 @@ async def test_deleted_department_keeps_its_id_and_loses_its_name(
         ("E2", "true", True),
         ("E2", "false", False),
         ("E5", "true", False),
-        ("E6", "true", False),
+        ("E4", "true", False),
     ],
 )
 async def test_deleted_agent_is_an_empty_user_only_in_old_eras_with_offline_agents(
-    era: Era, include_offline: str, kept: bool
+    era: ModelEra, include_offline: str, kept: bool
 ) -> None:
-    """§1.4: E1/E2 preserve a null user (``user: {}``) when the user match is empty."""
+    """docs/rocketchat-api.md, "livechat/queue": E1/E2 preserve a null user (``user: {}``) when the
+    user match is empty."""
     t = team()
     t.world.remove_agent(t.bob.id)
-    async with serve(t.world, ServerSettings(era=era)) as client:
+    async with serve(t.world, ServerSettings(model=era)) as client:
         answer = await client.queue({"includeOfflineAgents": include_offline})
     users = [row["user"] for row in answer.body["queue"]]
     assert ({} in users) is kept
 
 
 async def test_deleted_agents_of_one_department_share_one_row_in_e1_e2() -> None:
-    """§1.3: the E1/E2 group key is built from the user's fields, all missing when deleted."""
+    """docs/rocketchat-api.md, "livechat/queue": the E1/E2 group key is built from the user's
+    fields, all missing when deleted."""
     t = team()
     eve = t.world.add_agent("eve")
     t.world.open_room(eve.id, t.sales.id)
     t.world.remove_agent(eve.id)
     t.world.remove_agent(t.bob.id)
-    async with serve(t.world, ServerSettings(era="E2")) as client:
+    async with serve(t.world, ServerSettings(model="E2")) as client:
         answer = await client.queue({"includeOfflineAgents": "true", "departmentId": t.sales.id})
     assert {"chats": 2, "user": {}, "department": {"_id": t.sales.id, "name": "Sales"}} in (
         answer.body["queue"]
@@ -189,7 +201,7 @@ async def test_deleted_agents_of_one_department_share_one_row_in_e1_e2() -> None
 
 
 async def test_default_sort_is_chats_descending() -> None:
-    """§1.7: ``{chats: -1}`` when no sort is sent."""
+    """docs/rocketchat-api.md, "livechat/queue": ``{chats: -1}`` when no sort is sent."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"includeOfflineAgents": "true"})
@@ -206,7 +218,8 @@ def tied_world(agents: int = 30) -> World:
 
 
 async def test_ties_come_back_in_a_different_order_on_every_call() -> None:
-    """§1.7, §1.9: equal ``chats`` have no defined order, so paging may skip or repeat rows."""
+    """docs/rocketchat-api.md, "livechat/queue": equal ``chats`` have no defined order, so paging
+    may skip or repeat rows."""
     async with serve(tied_world()) as client:
         orders = [
             [row["user"]["_id"] for row in (await client.queue()).body["queue"]] for _ in range(3)
@@ -216,7 +229,8 @@ async def test_ties_come_back_in_a_different_order_on_every_call() -> None:
 
 
 async def test_stable_sort_gives_the_same_order_on_every_call() -> None:
-    """§1.7: ``{"chats":-1,"user._id":1,"department._id":1}`` is unique per row."""
+    """docs/rocketchat-api.md, "livechat/queue": ``{"chats":-1,"user._id":1,"department._id":1}`` is
+    unique per row."""
     async with serve(tied_world()) as client:
         orders = [
             [
@@ -229,7 +243,8 @@ async def test_stable_sort_gives_the_same_order_on_every_call() -> None:
 
 
 async def test_sort_applies_to_projected_dotted_fields() -> None:
-    """§1.7: sort keys address the row after $project, e.g. ``user.username``."""
+    """docs/rocketchat-api.md, "livechat/queue": sort keys address the row after $project, e.g.
+    ``user.username``."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue(
@@ -249,7 +264,8 @@ async def test_missing_department_sorts_before_any_id() -> None:
 
 
 async def test_total_counts_rows_not_chats() -> None:
-    """§1.6: total is the number of (agent, department) rows; count the rows on the page."""
+    """docs/rocketchat-api.md, "livechat/queue": total is the number of (agent, department) rows;
+    count the rows on the page."""
     t = team()
     async with serve(t.world) as client:
         answer = await client.queue({"includeOfflineAgents": "true", "count": "2"})
@@ -257,7 +273,8 @@ async def test_total_counts_rows_not_chats() -> None:
 
 
 async def test_total_skew_makes_total_disagree_with_the_rows() -> None:
-    """§1.6: in E5 the page and total are separate aggregations and can disagree."""
+    """docs/rocketchat-api.md, "livechat/queue": in E5 the page and total are separate aggregations
+    and can disagree."""
     t = team()
     async with serve(t.world, ServerSettings(total_skew=3)) as client:
         answer = await client.queue({"includeOfflineAgents": "true", "count": "0"})

@@ -1,4 +1,5 @@
-"""The REST rate limiter: fixed windows, headers in epoch milliseconds, the 429 body (§3)."""
+"""The REST rate limiter: fixed windows, headers in epoch milliseconds, the 429 body
+(docs/rocketchat-api.md, "Rate limits")."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def limited() -> ApiUser:
 
 
 async def test_counted_calls_carry_limit_remaining_and_a_reset_in_epoch_milliseconds() -> None:
-    """§3: the headers on every counted call; X-RateLimit-Reset is absolute, in ms."""
+    """docs/rocketchat-api.md, "Rate limits": the headers on every counted call; X-RateLimit-Reset
+    is absolute, in ms."""
     clock = FakeClock()
     async with serve(users=[limited()], clock=clock) as client:
         clock.advance(15)
@@ -29,7 +31,8 @@ async def test_counted_calls_carry_limit_remaining_and_a_reset_in_epoch_millisec
 
 
 async def test_the_eleventh_call_in_a_window_is_a_429_saying_how_long_to_wait() -> None:
-    """§3: increment, then allow while the counter is <= 10; the wait is ceil(seconds)."""
+    """docs/rocketchat-api.md, "Rate limits": increment, then allow while the counter is <= 10; the
+    wait is ceil(seconds)."""
     clock = FakeClock()
     async with serve(users=[limited()], clock=clock) as client:
         answers = [await client.queue() for _ in range(10)]
@@ -47,7 +50,7 @@ async def test_the_eleventh_call_in_a_window_is_a_429_saying_how_long_to_wait() 
 
 
 async def test_the_window_resets_on_the_first_request_after_it_ends() -> None:
-    """§3: lazy reset; that request starts the new window."""
+    """docs/rocketchat-api.md, "Rate limits": lazy reset; that request starts the new window."""
     clock = FakeClock()
     async with serve(users=[limited()], clock=clock) as client:
         for _ in range(11):
@@ -59,7 +62,8 @@ async def test_the_window_resets_on_the_first_request_after_it_ends() -> None:
 
 
 async def test_a_call_exactly_at_the_window_end_is_still_in_the_old_window() -> None:
-    """§3: the reset needs *more than* the interval since the last reset."""
+    """docs/rocketchat-api.md, "Rate limits": the reset needs *more than* the interval since the
+    last reset."""
     clock = FakeClock()
     async with serve(users=[limited()], clock=clock) as client:
         for _ in range(10):
@@ -82,7 +86,8 @@ async def test_a_tiny_window_resets_in_real_time() -> None:
 
 
 async def test_a_bypass_user_gets_no_headers_and_no_limit() -> None:
-    """§3: api-bypass-rate-limit users are not limited and get no headers."""
+    """docs/rocketchat-api.md, "Rate limits": api-bypass-rate-limit users are not limited and get no
+    headers."""
     by_flag = ApiUser.supervisor(bypass_rate_limit=True)
     by_permission = ApiUser.supervisor(user_id="BypassPermission1", token="t2")
     by_permission.permissions.add("api-bypass-rate-limit")
@@ -93,7 +98,8 @@ async def test_a_bypass_user_gets_no_headers_and_no_limit() -> None:
 
 
 async def test_unauthenticated_calls_are_not_counted() -> None:
-    """§3: authentication first; a 401 does not use up the budget."""
+    """docs/rocketchat-api.md, "Rate limits": authentication first; a 401 does not use up the
+    budget."""
     async with serve(users=[limited()]) as client:
         rejected = [await client.anonymous_get("livechat/queue") for _ in range(12)]
         answer = await client.queue()
@@ -102,16 +108,19 @@ async def test_unauthenticated_calls_are_not_counted() -> None:
     assert answer.headers["X-RateLimit-Remaining"] == "9"
 
 
-async def test_a_403_is_counted_and_carries_the_headers() -> None:
-    """§3: the permission check comes after the limiter."""
+async def test_a_restivus_403_is_counted_and_carries_the_headers() -> None:
+    """docs/rocketchat-api.md, "Rate limits": on Restivus the permission check comes after the
+    limiter."""
     nobody = ApiUser("NoPermissions0001", "token", "nobody")
-    async with serve(users=[nobody]) as client:
+    settings = ServerSettings(framework="restivus-ts")
+    async with serve(settings=settings, users=[nobody]) as client:
         answer = await client.queue()
     assert (answer.status, answer.headers["X-RateLimit-Remaining"]) == (403, "9")
 
 
 async def test_counters_are_per_client_ip() -> None:
-    """§3: the rule is keyed on {IPAddr, route}; X-Real-IP names the client."""
+    """docs/rocketchat-api.md, "Rate limits": the rule is keyed on {IPAddr, route}; X-Real-IP names
+    the client."""
     async with serve(users=[limited()]) as client:
         for _ in range(10):
             await client.queue(headers={"X-Real-IP": "10.0.0.1"})
@@ -122,7 +131,7 @@ async def test_counters_are_per_client_ip() -> None:
 
 
 async def test_each_endpoint_has_its_own_budget() -> None:
-    """§5: every route has its own counter."""
+    """docs/rocketchat-api.md, "livechat/department": every route has its own counter."""
     async with serve(users=[limited()]) as client:
         for _ in range(11):
             await client.queue()
@@ -144,7 +153,7 @@ async def test_the_limiter_off_sends_no_headers() -> None:
 
 
 async def test_changing_the_settings_resets_the_counters() -> None:
-    """§3: a setting change re-registers every rule."""
+    """docs/rocketchat-api.md, "Rate limits": a setting change re-registers every rule."""
     async with serve(users=[limited()]) as client:
         for _ in range(11):
             await client.queue()

@@ -202,7 +202,7 @@ async def test_an_agent_may_list_only_its_own_rooms() -> None:
 )
 async def test_bad_parameters_get_the_servers_400(params: dict[str, str], error: str) -> None:
     world, _ = history()
-    settings = ServerSettings(era="E5")
+    settings = ServerSettings()
     async with serve(world, settings, users=[manager()]) as client:
         answer = await client.get("livechat/rooms", params)
     assert answer.status == 400

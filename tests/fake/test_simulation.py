@@ -21,9 +21,35 @@ def test_demo_world_holds_the_cases_the_exporter_must_handle() -> None:
     not_available = [a.username for a in agents if a.status_livechat == "not-available"]
     assert set(offline) <= holders
     assert set(not_available) <= holders
-    assert any(department is None for _, department in world.chats_per_agent_department())
+    # Rooms without a department only when no department could take them: none here.
+    assert all(department is not None for _, department in world.chats_per_agent_department())
     assert 2 <= len(world.queued_inquiries()) <= 6
     assert by_name["alice.martin"].department_ids
+
+
+def arrivals(world: World, count: int) -> list[str | None]:
+    """The departments of ``count`` new visitors (none served, none giving up)."""
+    simulation = Simulation(world, random.Random(4), arrival_probability=1.0)
+    departments = []
+    for _ in range(count):
+        for inquiry in world.queued_inquiries():
+            world.close_room(inquiry.room_id, forget=True)  # stay below the queue's cap
+        simulation._visitor_arrives()
+        departments += [i.department_id for i in world.queued_inquiries()]
+    return departments
+
+
+def test_visitors_get_a_department_while_one_has_an_online_agent() -> None:
+    assert None not in arrivals(build_demo_world(seed=2), 100)
+
+
+def test_visitors_without_a_choice_get_none_when_no_department_can_take_them() -> None:
+    world = build_demo_world(seed=2)
+    for agent in world.agents.values():
+        agent.status = "offline"
+    departments = arrivals(world, 100)
+    assert len(departments) == 100
+    assert 0 < departments.count(None) < 100  # only visitors who picked no department
 
 
 def run(world: World, seed: int, steps: int) -> Simulation:

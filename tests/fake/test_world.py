@@ -33,7 +33,8 @@ def test_queued_inquiry_is_an_open_unserved_room() -> None:
         "queued",
         "Ada",
     )
-    assert list(world.served_rooms()) == []  # livechat/queue does not count it (§1.3)
+    # livechat/queue does not count it (docs/rocketchat-api.md, "livechat/queue")
+    assert list(world.served_rooms()) == []
 
 
 def test_taking_an_inquiry_serves_its_room() -> None:
@@ -59,7 +60,8 @@ def test_removed_agent_leaves_its_rooms_pointing_at_it() -> None:
     agent = world.add_agent("alice")
     room = world.open_room(agent.id, None)
     world.remove_agent(agent.id)
-    assert world.rooms[room.id].agent_id == agent.id  # servedBy keeps the deleted id (§1.4)
+    # servedBy keeps the deleted id (docs/rocketchat-api.md, "livechat/queue")
+    assert world.rooms[room.id].agent_id == agent.id
     assert world.chats_per_agent_department() == {}
 
 
@@ -88,7 +90,8 @@ def test_make_world_has_the_requested_rows_with_ties_and_edge_cases() -> None:
     world = make_world(2000, departments=5, seed=11)
     rows = world.chats_per_agent_department()
     assert len(rows) == 2000
-    assert len(set(rows.values())) <= 4  # few distinct chat counts: ties everywhere (§1.7)
+    # few distinct chat counts: ties everywhere (docs/rocketchat-api.md, "livechat/queue")
+    assert len(set(rows.values())) <= 4
     assert any(department is None for _, department in rows)
     holders = [world.agents[agent_id] for agent_id, _ in rows]
     assert any(agent.status == "offline" for agent in holders)

@@ -54,20 +54,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from exporter.config import format_duration, parse_duration
-from exporter.fake import (
-    ApiUser,
-    Delay,
-    Drop,
-    FakeRocketChat,
-    Fault,
-    HugeBody,
-    Reply,
-    ResetMidBody,
-    ServerSettings,
-    Simulation,
-    build_demo_world,
-)
+from exporter.durations import format_duration, parse_duration
+from exporter.fake import ApiUser, ServerSettings, Simulation, build_demo_world
 from tests.e2e.harness import (
     Scrape,
     agents_truth,
@@ -78,6 +66,7 @@ from tests.e2e.harness import (
 )
 from tests.e2e.observe import sample_process
 from tests.soak import instrumented
+from tests.support.faults import Delay, Drop, Fault, HugeBody, InstrumentedFake, Reply, ResetMidBody
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTORS = ("queue", "inquiries", "agents")
@@ -364,7 +353,7 @@ async def exporter_process(
 
 @dataclass
 class Stage:
-    fake: FakeRocketChat
+    fake: InstrumentedFake
     bot: ApiUser
     port: int
     rng: random.Random
@@ -551,7 +540,7 @@ def successes(scrape: Scrape, collector: str) -> float:
     return value or 0.0
 
 
-async def check_recovery(url: str, fake: FakeRocketChat) -> str:
+async def check_recovery(url: str, fake: InstrumentedFake) -> str:
     """After the faults: two fresh good polls of each collector, then the truth exactly."""
     before = await metrics(url)
     deadline = time.monotonic() + RECOVER_WITHIN
@@ -609,7 +598,7 @@ async def soak(
     rng = random.Random(options.seed)
     world = build_demo_world(options.seed)
     bot = ApiUser.supervisor(token=TOKEN, bypass_rate_limit=True)
-    fake = FakeRocketChat(world, ServerSettings(), [bot], shuffle_seed=options.seed)
+    fake = InstrumentedFake(world, ServerSettings(), [bot], shuffle_seed=options.seed)
     await fake.start()
     simulation = asyncio.create_task(Simulation(world, random.Random(options.seed)).run(0.5))
     try:
@@ -633,7 +622,7 @@ async def soak(
 
 async def _run(
     exporter: Exporter,
-    fake: FakeRocketChat,
+    fake: InstrumentedFake,
     bot: ApiUser,
     rng: random.Random,
     progress: Callable[[str], None],

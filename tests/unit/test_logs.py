@@ -66,3 +66,31 @@ def test_secrets_learned_later_are_redacted_too() -> None:
     rec = record("got session-token-42")
     redactor.filter(rec)
     assert rec.getMessage() == "got <redacted>"
+
+
+SPECIAL = 'p<a&s"s w/rd+0123456789'
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        SPECIAL,
+        "p&lt;a&amp;s&quot;s w/rd+0123456789",  # HTML-escaped
+        'p&lt;a&amp;s"s w/rd+0123456789',  # HTML-escaped without quotes
+        "p%3Ca%26s%22s%20w%2Frd%2B0123456789",  # URL-encoded
+        "p%3Ca%26s%22s+w%2Frd%2B0123456789",  # form-encoded
+        'p<a&s\\"s w/rd+0123456789',  # JSON-escaped
+        SPECIAL[:10] + "...",  # cut short by the server
+    ],
+)
+def test_a_secret_echoed_in_another_form_is_redacted(echoed: str) -> None:
+    redactor = RedactingFilter([SPECIAL])
+    cleaned = redactor.clean(f"denied ({echoed}) by the server")
+    assert cleaned.startswith("denied (<redacted>")
+    assert cleaned.endswith(") by the server")
+    assert SPECIAL[:8] not in cleaned
+
+
+def test_a_short_prefix_or_ordinary_text_is_left_alone() -> None:
+    redactor = RedactingFilter([SPECIAL, "abc"])  # too short to redact
+    assert redactor.clean('p<a&s"s, and abc') == 'p<a&s"s, and abc'

@@ -255,3 +255,62 @@ def test_start_up_warns_when_the_interval_exceeds_the_default_limit() -> None:
     assert len(warnings) == 1
     assert "livechat/queue 12 times a minute" in warnings[0]
     assert "bot role" in warnings[0]
+
+
+async def test_collectors_start_and_stop_while_it_runs() -> None:
+    queue = ScriptedCollector([SUCCESS])
+    agents = ScriptedCollector(
+        [Answer(Outcome.SUCCESS, ())], name="agents", endpoint="livechat/users/agent"
+    )
+    metrics = SelfMetrics(["queue"])
+    exposition = Exposition(metrics.registry)
+    poller = Poller([Schedule(queue, 0.05)], lambda _: 0.0, exposition, metrics, 60.0)
+    task = asyncio.create_task(poller.run())
+    try:
+        await until(lambda: len(queue.started) >= 1)
+        poller.start(Schedule(agents, 0.05))
+        await until(lambda: len(agents.started) >= 1 and poller.status["agents"].serving)
+        assert {s.name for s in poller.statuses()} == {"queue", "agents"}
+        with pytest.raises(ValueError, match="already running"):
+            poller.start(Schedule(agents, 0.05))
+        await poller.stop("queue")
+        assert "queue" not in poller.status
+        assert b"rocketchat_livechat_queue_chats" not in await exposition.scrape(TEXT)
+        stopped_at = len(queue.started)
+        await until(lambda: len(agents.started) >= 3)
+        assert len(queue.started) == stopped_at
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_published_status_is_frozen_and_redacted() -> None:
+    leaky: Answer[Families] = Answer(Outcome.SERVER_ERROR, None, "Invalid token secret-token-1")
+    collector = ScriptedCollector([leaky])
+    metrics = SelfMetrics(["queue"])
+    exposition = Exposition(metrics.registry)
+    poller = Poller(
+        [Schedule(collector, 10)],
+        lambda _: 0.0,
+        exposition,
+        metrics,
+        60.0,
+        redact=lambda text: text.replace("secret-token-1", "<redacted>"),
+    )
+    task = asyncio.create_task(poller.run())
+    try:
+        await until(
+            lambda: (
+                poller.status.get("queue") is not None
+                and poller.status["queue"].outcome is not None
+            )
+        )
+        status = poller.status["queue"]
+        assert status.message == "Invalid token <redacted>"
+        with pytest.raises(AttributeError):
+            status.message = "changed"  # type: ignore[misc]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
