@@ -66,7 +66,7 @@ class Harness:
         return self.metrics.registry.get_sample_value(name, labels)
 
     async def body(self) -> bytes:
-        return await self.exposition.scrape(TEXT)
+        return bytes(await self.exposition.answer(TEXT))
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from exporter.exposition import Exposition
-from exporter.web import ConnectionLimits, GuardedAppRunner, WebOptions, create_app
+from exporter.web import ConnectionLimits, GuardedSite, WebOptions, create_app
 
 LIMITS = ConnectionLimits(header_timeout=0.3, max_connections=4, write_timeout=0.5)
 
@@ -25,14 +25,20 @@ async def big_answer(_: web.Request) -> web.Response:
     return web.Response(body=b"x" * BIG)
 
 
+async def slow_answer(_: web.Request) -> web.Response:
+    await asyncio.sleep(1.0)
+    return web.Response(text="slow\n")
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
     exposition = Exposition(CollectorRegistry())
     app = create_app(exposition, WebOptions(limits=LIMITS))
     app.router.add_get("/big", big_answer)
-    runner = GuardedAppRunner(app, LIMITS, shutdown_timeout=0.2)
+    app.router.add_get("/slow", slow_answer)
+    runner = web.AppRunner(app, keepalive_timeout=LIMITS.keepalive_timeout, shutdown_timeout=0.2)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = GuardedSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
@@ -107,15 +113,33 @@ async def test_a_kept_alive_connection_serves_several_requests(server: str) -> N
             await asyncio.sleep(0.4)  # longer than the header timeout, between requests
 
 
-async def test_connections_over_the_limit_are_closed_at_once(server: str) -> None:
+async def test_at_the_cap_the_oldest_idle_connection_makes_way(server: str) -> None:
     idle = [await raw_connection(server) for _ in range(LIMITS.max_connections)]
-    reader, writer = await raw_connection(server)
-    assert await closed_within(reader, 0.25)  # refused long before the header timeout
-    writer.close()
-    for _, idle_writer in idle:
-        idle_writer.close()
     await asyncio.sleep(0.05)
     assert await status_of(server + "/-/healthy") == 200
+    assert await closed_within(idle[0][0], 0.25)  # closed long before the header timeout
+    for _, idle_writer in idle:
+        idle_writer.close()
+
+
+async def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503(server: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        busy = [
+            asyncio.create_task(status_of(server + "/slow")) for _ in range(LIMITS.max_connections)
+        ]
+        await asyncio.sleep(0.3)
+        async with session.get(server + "/-/healthy") as answer:
+            assert answer.status == 503
+            assert answer.headers["Retry-After"] == "1"
+        assert await asyncio.gather(*busy) == [200] * LIMITS.max_connections
+
+
+def test_aiohttp_site_internals_are_as_expected() -> None:
+    """GuardedSite relies on these private names of aiohttp's BaseSite (exporter/web/limits.py):
+    when aiohttp renames them, this fails here rather than at start-up."""
+    assert {"_runner", "_server", "_ssl_context"} <= set(web.BaseSite.__slots__)
+    assert {"_host", "_port"} <= set(web.TCPSite.__slots__)
+    assert web.BaseSite.start.__qualname__ == "BaseSite.start"
 
 
 async def test_a_client_that_stops_reading_is_cut(server: str) -> None:

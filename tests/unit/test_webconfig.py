@@ -1,4 +1,4 @@
-"""--web.config.file: strict loading, TLS, basic auth, reload (exporter/webconfig.py)."""
+"""--web.config.file: strict loading, TLS, basic auth, reload (exporter/webconfig/)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter import webconfig
 from exporter.webconfig import (
-    BasicAuthGuard,
+    BasicAuth,
+    Verdict,
+    WebConfig,
     WebConfigError,
     WebConfigWatcher,
-    basic_auth_middleware,
     build_ssl_context,
     load_web_config,
+    loader,
+    web_config_middleware,
 )
 
 # Cost 4, the cheapest bcrypt allows, keeps the suite fast.
@@ -89,7 +91,7 @@ async def ok(_: web.Request) -> web.Response:
 
 
 def make_app(watcher: WebConfigWatcher) -> web.Application:
-    app = web.Application(middlewares=[basic_auth_middleware(watcher)])
+    app = web.Application(middlewares=[web_config_middleware(watcher)])
     for path in ("/", "/metrics", "/-/healthy", "/-/ready"):
         app.router.add_get(path, ok)
     return app
@@ -173,7 +175,7 @@ def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 BAD_FILES = {
     "yaml_syntax": ("basic_auth_users: [\n", "", "invalid YAML at line 2"),
     "mapping_as_key": ("? [a]\n: b\n", "", "found an unhashable key"),
-    "top_level_not_a_mapping": ("- a\n", "", "want a mapping, got a list"),
+    "top_level_not_a_mapping": ("- a\n", "", "expected `object`, got `array`"),
     "unknown_top_level_key": ("basic_auth_user: {}\n", "basic_auth_user", "unknown key"),
     "unknown_tls_key": (
         "tls_server_config:\n  certfile: x\n",
@@ -198,27 +200,27 @@ BAD_FILES = {
     "duplicate_user": (
         f"basic_auth_users:\n  alice: {ALICE_HASH}\n  alice: {BOB_HASH}\n",
         "",
-        "duplicate key 'alice'",
+        'duplicate key "alice"',
     ),
     "http2_not_boolean": (
         "http_server_config:\n  http2: maybe\n",
         "http_server_config.http2",
-        "want true or false, got a string",
+        "expected `bool`, got `str`",
     ),
     "cert_file_not_string": (
         "tls_server_config:\n  cert_file: 42\n",
         "tls_server_config.cert_file",
-        "want a string, got a number",
+        "expected `str`, got `int`",
     ),
     "cipher_suites_not_list": (
         tls_yaml("  cipher_suites: TLS_AES_128_GCM_SHA256\n"),
         "tls_server_config.cipher_suites",
-        "want a list of strings",
+        "expected `array`, got `str`",
     ),
     "unknown_tls_version": (
         tls_yaml("  min_version: TLS14\n"),
         "tls_server_config.min_version",
-        'unknown TLS version "TLS14" (want TLS10, TLS11, TLS12, TLS13)',
+        'unknown value "TLS14" (want TLS10, TLS11, TLS12, TLS13)',
     ),
     "min_version_above_max": (
         tls_yaml("  min_version: TLS13\n  max_version: TLS12\n"),
@@ -228,7 +230,7 @@ BAD_FILES = {
     "unknown_client_auth_type": (
         tls_yaml("  client_auth_type: Sometimes\n"),
         "tls_server_config.client_auth_type",
-        'unknown client auth type "Sometimes"',
+        'unknown value "Sometimes" (want NoClientCert, ',
     ),
     "require_any_client_cert_unsupported": (
         tls_yaml("  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.crt\n"),
@@ -283,7 +285,7 @@ BAD_FILES = {
     "unknown_cipher_suite": (
         tls_yaml("  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n"),
         "tls_server_config.cipher_suites[0]",
-        'unknown cipher suite "TLS_RSA_WITH_RC4_128_SHA"',
+        'unknown value "TLS_RSA_WITH_RC4_128_SHA" (want TLS_RSA_WITH_AES_128_CBC_SHA, ',
     ),
     "tls13_suites_only_below_tls13": (
         tls_yaml("  cipher_suites: [TLS_AES_128_GCM_SHA256]\n"),
@@ -293,7 +295,7 @@ BAD_FILES = {
     "unknown_curve": (
         tls_yaml("  curve_preferences: [CurveP999]\n"),
         "tls_server_config.curve_preferences[0]",
-        'unknown curve "CurveP999"',
+        'unknown value "CurveP999" (want CurveP256, CurveP384, CurveP521, X25519)',
     ),
     "several_curves": (
         tls_yaml("  curve_preferences: [X25519, CurveP256]\n"),
@@ -602,22 +604,22 @@ async def test_configured_headers_are_set_on_every_answer(
 async def test_verified_credentials_are_cached_so_bcrypt_runs_once(
     checkpw_calls: list[bytes],
 ) -> None:
-    guard = BasicAuthGuard({"alice": ALICE_HASH})
+    auth = BasicAuth({"alice": ALICE_HASH})
     try:
-        assert await guard.verify("alice", ALICE_PASSWORD.encode())
-        assert await guard.verify("alice", ALICE_PASSWORD.encode())
+        assert await auth.verify("alice", ALICE_PASSWORD.encode()) is Verdict.ALLOWED
+        assert await auth.verify("alice", ALICE_PASSWORD.encode()) is Verdict.ALLOWED
     finally:
-        guard.close()
+        auth.close()
     assert checkpw_calls == [ALICE_HASH.encode()]
 
 
 async def test_failures_are_not_cached(checkpw_calls: list[bytes]) -> None:
-    guard = BasicAuthGuard({"alice": ALICE_HASH})
+    auth = BasicAuth({"alice": ALICE_HASH})
     try:
-        assert not await guard.verify("alice", b"wrong")
-        assert not await guard.verify("alice", b"wrong")
+        assert await auth.verify("alice", b"wrong") is Verdict.DENIED
+        assert await auth.verify("alice", b"wrong") is Verdict.DENIED
     finally:
-        guard.close()
+        auth.close()
     assert len(checkpw_calls) == 2
 
 
@@ -625,32 +627,32 @@ async def test_unknown_user_pays_a_bcrypt_round_at_the_configured_cost(
     checkpw_calls: list[bytes],
 ) -> None:
     costly = "$2b$07$" + ALICE_HASH[7:]
-    guard = BasicAuthGuard({"alice": ALICE_HASH, "bob": costly})
+    auth = BasicAuth({"alice": ALICE_HASH, "bob": costly})
     try:
-        assert not await guard.verify("mallory", b"whatever")
+        assert await auth.verify("mallory", b"whatever") is Verdict.DENIED
     finally:
-        guard.close()
+        auth.close()
     assert len(checkpw_calls) == 1
     assert checkpw_calls[0].startswith(b"$2b$07$")
 
 
 async def test_cache_is_bounded(checkpw_calls: list[bytes]) -> None:
-    guard = BasicAuthGuard({"alice": ALICE_HASH, "bob": BOB_HASH}, cache_size=1)
+    auth = BasicAuth({"alice": ALICE_HASH, "bob": BOB_HASH}, cache_size=1)
     try:
         for user, password in [("alice", ALICE_PASSWORD), ("bob", BOB_PASSWORD)] * 2:
-            assert await guard.verify(user, password.encode())
+            assert await auth.verify(user, password.encode()) is Verdict.ALLOWED
     finally:
-        guard.close()
+        auth.close()
     assert len(checkpw_calls) == 4
 
 
 async def test_password_beyond_72_bytes_is_truncated_like_go_and_htpasswd() -> None:
     long_password = b"p" * 72
-    guard = BasicAuthGuard({"alice": bcrypt.hashpw(long_password, bcrypt.gensalt(4)).decode()})
+    auth = BasicAuth({"alice": bcrypt.hashpw(long_password, bcrypt.gensalt(4)).decode()})
     try:
-        assert await guard.verify("alice", long_password + b"-ignored-by-bcrypt")
+        assert await auth.verify("alice", long_password + b"-ignored-by-bcrypt") is Verdict.ALLOWED
     finally:
-        guard.close()
+        auth.close()
 
 
 async def test_passwords_never_reach_the_logs(
@@ -733,7 +735,7 @@ def test_fixed_file_is_loaded_after_a_broken_one(
     assert not watcher.maybe_reload()
     write(path, users_yaml(bob=BOB_HASH))
     assert watcher.maybe_reload()
-    assert set(watcher.guard.users) == {"bob"}
+    assert set(watcher.config.basic_auth_users) == {"bob"}
 
 
 def test_files_are_checked_at_most_once_per_interval(tmp_path: Path) -> None:
@@ -746,7 +748,7 @@ def test_files_are_checked_at_most_once_per_interval(tmp_path: Path) -> None:
         assert not watcher.maybe_reload()
         now[0] += 0.6
         assert watcher.maybe_reload()
-        assert set(watcher.guard.users) == {"bob"}
+        assert set(watcher.config.basic_auth_users) == {"bob"}
     finally:
         watcher.close()
 
@@ -795,11 +797,11 @@ def test_reload_never_raises(
     path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
     watcher = make_watcher(path)
 
-    def explode(_: str) -> webconfig.WebConfig:
+    def explode(_: str) -> WebConfig:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(webconfig, "load_web_config", explode)
+    monkeypatch.setattr(loader, "load_web_config", explode)
     write(path, users_yaml(bob=BOB_HASH))
     assert not watcher.maybe_reload()
     assert "reload failed: RuntimeError: disk on fire" in caplog.text
-    assert set(watcher.guard.users) == {"alice"}
+    assert set(watcher.config.basic_auth_users) == {"alice"}
