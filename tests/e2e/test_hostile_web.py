@@ -8,7 +8,7 @@ import base64
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -28,7 +28,7 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def write_web_config(path: Path, config: dict[str, object]) -> str:
+def write_web_config(path: Path, config: Mapping[str, object]) -> str:
     staging = path.with_name(path.name + ".tmp")
     staging.write_text(yaml.safe_dump(config) if config else "")
     staging.replace(path)
@@ -41,7 +41,7 @@ def hashed(password: str, cost: int) -> str:
 
 @contextlib.asynccontextmanager
 async def running(
-    fake: FakeRocketChat, tmp_path: Path, web: dict[str, object] | None = None
+    fake: FakeRocketChat, tmp_path: Path, web: Mapping[str, object] | None = None
 ) -> AsyncIterator[ExporterProcess]:
     args = []
     if web is not None:
@@ -58,9 +58,13 @@ def port_of(exporter: ExporterProcess) -> int:
 
 
 async def status(
-    url: str, auth: str | None = None, tls: ssl.SSLContext | None = None, **headers: str
+    url: str,
+    auth: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str]]:
     connector = aiohttp.TCPConnector(ssl=tls, force_close=True) if tls else None
+    headers = dict(headers or {})
     if auth:
         headers["Authorization"] = auth
     async with (
@@ -190,10 +194,14 @@ async def test_malformed_requests_log_no_error_nor_traceback(
 async def test_q_values_decide_format_and_compression(fake: FakeRocketChat, tmp_path: Path) -> None:
     async with running(fake, tmp_path) as exporter:
         url = exporter.url + "/metrics"
-        _, refused = await status(url, **{"Accept-Encoding": "gzip;q=0"})
-        _, wanted = await status(url, **{"Accept-Encoding": "gzip;q=0.5"})
-        _, text = await status(url, Accept="application/openmetrics-text;q=0, text/plain")
-        _, om = await status(url, Accept="application/openmetrics-text, text/plain;q=0.5")
+        _, refused = await status(url, headers={"Accept-Encoding": "gzip;q=0"})
+        _, wanted = await status(url, headers={"Accept-Encoding": "gzip;q=0.5"})
+        _, text = await status(
+            url, headers={"Accept": "application/openmetrics-text;q=0, text/plain"}
+        )
+        _, om = await status(
+            url, headers={"Accept": "application/openmetrics-text, text/plain;q=0.5"}
+        )
     assert "Content-Encoding" not in refused
     assert wanted["Content-Encoding"] == "gzip"
     assert text["Content-Type"].startswith("text/plain")
