@@ -128,7 +128,7 @@ class BasicAuth:
         """Whether `password` matches, after the checks queued before it; None when the
         queue is full even without the checks of clients that left."""
         if len(self._waiting) >= self._max_waiting:
-            self._waiting = deque(c for c in self._waiting if c.wanted() and not c.result.done())
+            self._shed_abandoned()
         if len(self._waiting) >= self._max_waiting:
             return None
         check = _Check(password, hashed, wanted, asyncio.get_running_loop().create_future())
@@ -136,6 +136,17 @@ class BasicAuth:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name="bcrypt-queue")
         return await check.result
+
+    def _shed_abandoned(self) -> None:
+        kept: deque[_Check] = deque()
+        for check in self._waiting:
+            if check.result.done():
+                continue
+            if check.wanted():
+                kept.append(check)
+            else:
+                check.result.set_result(False)
+        self._waiting = kept
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()

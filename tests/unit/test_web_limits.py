@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -10,10 +11,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import CollectorRegistry
 
 from exporter.exposition import Exposition
 from exporter.web import ConnectionLimits, GuardedSite, WebOptions, create_app
+from exporter.web.limits import BadRequestLogFilter
 
 LIMITS = ConnectionLimits(header_timeout=0.3, max_connections=4, write_timeout=0.5)
 
@@ -161,3 +164,34 @@ async def test_a_client_that_stops_reading_is_cut(server: str) -> None:
             pass
     sock.close()
     assert received < BIG  # the server gave up and closed: the answer was cut
+
+
+def malformed_record(name: str = "aiohttp.server") -> logging.LogRecord:
+    error = BadHttpMessage("Invalid header token")
+    return logging.LogRecord(
+        name, logging.ERROR, __file__, 1, "Error handling request", None, (type(error), error, None)
+    )
+
+
+def test_malformed_requests_become_one_rate_limited_debug_line() -> None:
+    now = [0.0]
+    quiet = BadRequestLogFilter(every=1.0, clock=lambda: now[0])
+    logging.getLogger("aiohttp.server").setLevel(logging.DEBUG)
+    try:
+        record = malformed_record()
+        assert quiet.filter(record)
+        assert not any(quiet.filter(malformed_record()) for _ in range(99))
+        assert (record.levelno, record.exc_info) == (logging.DEBUG, None)
+        now[0] += 1.5
+        later = malformed_record()
+        assert quiet.filter(later)
+        assert "99 more not logged" in later.getMessage()
+    finally:
+        logging.getLogger("aiohttp.server").setLevel(logging.NOTSET)
+
+
+def test_other_server_errors_keep_their_traceback() -> None:
+    record = malformed_record()
+    record.exc_info = (RuntimeError, RuntimeError("bug"), None)
+    assert BadRequestLogFilter().filter(record)
+    assert record.levelno == logging.ERROR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
@@ -805,3 +806,72 @@ def test_reload_never_raises(
     assert not watcher.maybe_reload()
     assert "reload failed: RuntimeError: disk on fire" in caplog.text
     assert set(watcher.config.basic_auth_users) == {"alice"}
+
+
+async def test_checks_of_clients_that_left_are_dropped_unchecked(
+    checkpw_calls: list[bytes],
+) -> None:
+    auth = BasicAuth({"alice": ALICE_HASH})
+    try:
+        gone = [auth.verify("alice", b"wrong", wanted=lambda: False) for _ in range(20)]
+        here = auth.verify("alice", ALICE_PASSWORD.encode())
+        verdicts = await asyncio.gather(*gone, here)
+    finally:
+        auth.close()
+    assert verdicts == [Verdict.DENIED] * 20 + [Verdict.ALLOWED]
+    assert checkpw_calls == [ALICE_HASH.encode()]
+
+
+async def test_a_full_bcrypt_queue_answers_busy(checkpw_calls: list[bytes]) -> None:
+    auth = BasicAuth({"alice": ALICE_HASH}, max_waiting=3)
+    try:
+        verdicts = await asyncio.gather(*(auth.verify("alice", b"wrong") for _ in range(5)))
+    finally:
+        auth.close()
+    assert verdicts.count(Verdict.BUSY) == 2
+    assert verdicts.count(Verdict.DENIED) == 3
+
+
+async def test_a_full_queue_first_sheds_the_clients_that_left(
+    checkpw_calls: list[bytes],
+) -> None:
+    auth = BasicAuth({"alice": ALICE_HASH}, max_waiting=3)
+    try:
+        gone = [auth.verify("alice", b"wrong", wanted=lambda: False) for _ in range(3)]
+        verdicts = await asyncio.gather(*gone, auth.verify("alice", ALICE_PASSWORD.encode()))
+    finally:
+        auth.close()
+    assert verdicts[-1] is Verdict.ALLOWED
+
+
+@pytest.mark.parametrize(
+    "caught_mid_write", ["", "basic_auth_users:\n", "basic_auth_users: {}\n"], ids=repr
+)
+async def test_a_reload_that_would_remove_authentication_keeps_the_users(
+    tmp_path: Path,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    caplog: pytest.LogCaptureFixture,
+    caught_mid_write: str,
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+    async with http_client(watcher) as client:
+        write(path, caught_mid_write)
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/metrics", headers=basic("alice", ALICE_PASSWORD))).status == 200
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert ["removing authentication needs a restart" in r.getMessage() for r in warnings] == [True]
+
+
+def test_reload_now_reports_a_broken_file_in_one_line(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+    write(path, "basic_auth_users:\n  alice: not-a-hash\n")
+    problem = watcher.reload()
+    assert problem is not None
+    assert "basic_auth_users.alice: not a bcrypt hash" in problem
+    write(path, users_yaml(bob=BOB_HASH))
+    assert watcher.reload() is None
+    assert set(watcher.config.basic_auth_users) == {"bob"}
