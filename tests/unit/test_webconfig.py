@@ -11,9 +11,11 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import get_args
 
 import aiohttp
 import bcrypt
+import msgspec
 import pytest
 import trustme
 from aiohttp import web
@@ -28,6 +30,7 @@ from exporter.webconfig import (
     build_ssl_context,
     load_web_config,
     loader,
+    schema,
     web_config_middleware,
 )
 
@@ -173,182 +176,60 @@ def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 # --- loading: errors ---------------------------------------------------------------------
 
-BAD_FILES = {
-    "yaml_syntax": ("basic_auth_users: [\n", "", "invalid YAML at line 2"),
-    "mapping_as_key": ("? [a]\n: b\n", "", "found an unhashable key"),
-    "top_level_not_a_mapping": ("- a\n", "", "expected `object`, got `array`"),
-    "unknown_top_level_key": ("basic_auth_user: {}\n", "basic_auth_user", "unknown key"),
-    "unknown_tls_key": (
-        "tls_server_config:\n  certfile: x\n",
-        "tls_server_config.certfile",
-        "unknown key",
-    ),
-    "unknown_header": (
-        "http_server_config:\n  headers:\n    X-Powered-By: me\n",
-        "http_server_config.headers.X-Powered-By",
-        "unknown key",
-    ),
-    "rate_limit_unsupported": (
-        "rate_limit:\n  interval: 1s\n  burst: 5\n",
-        "rate_limit",
-        "not supported",
-    ),
-    "client_allowed_sans_unsupported": (
-        tls_yaml("  client_allowed_sans: [a]\n"),
-        "tls_server_config.client_allowed_sans",
-        "not supported",
-    ),
-    "duplicate_user": (
-        f"basic_auth_users:\n  alice: {ALICE_HASH}\n  alice: {BOB_HASH}\n",
-        "",
-        'duplicate key "alice"',
-    ),
-    "http2_not_boolean": (
-        "http_server_config:\n  http2: maybe\n",
-        "http_server_config.http2",
-        "expected `bool`, got `str`",
-    ),
-    "cert_file_not_string": (
-        "tls_server_config:\n  cert_file: 42\n",
-        "tls_server_config.cert_file",
-        "expected `str`, got `int`",
-    ),
-    "cipher_suites_not_list": (
-        tls_yaml("  cipher_suites: TLS_AES_128_GCM_SHA256\n"),
-        "tls_server_config.cipher_suites",
-        "expected `array`, got `str`",
-    ),
-    "unknown_tls_version": (
-        tls_yaml("  min_version: TLS14\n"),
-        "tls_server_config.min_version",
-        'unknown value "TLS14" (want TLS10, TLS11, TLS12, TLS13)',
-    ),
-    "min_version_above_max": (
-        tls_yaml("  min_version: TLS13\n  max_version: TLS12\n"),
-        "tls_server_config.min_version",
-        "is above max_version",
-    ),
-    "unknown_client_auth_type": (
-        tls_yaml("  client_auth_type: Sometimes\n"),
-        "tls_server_config.client_auth_type",
-        'unknown value "Sometimes" (want NoClientCert, ',
-    ),
-    "require_any_client_cert_unsupported": (
-        tls_yaml("  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.crt\n"),
-        "tls_server_config.client_auth_type",
-        "use RequireAndVerifyClientCert",
-    ),
-    "verified_client_auth_without_ca": (
-        tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n"),
-        "tls_server_config.client_ca_file",
-        "required when client_auth_type is RequireAndVerifyClientCert",
-    ),
-    "client_ca_without_client_auth": (
-        tls_yaml("  client_ca_file: ca.crt\n"),
-        "tls_server_config.client_auth_type",
-        "client certificates would not be checked",
-    ),
-    "missing_cert_file": (
-        "tls_server_config:\n  cert_file: nope.crt\n  key_file: server.key\n",
-        "tls_server_config.cert_file",
-        "cannot read",
-    ),
-    "cert_and_cert_file": (
-        tls_yaml("  cert: inline\n"),
-        "tls_server_config.cert",
-        "set either cert or cert_file, not both",
-    ),
-    "missing_key": (
-        "tls_server_config:\n  cert_file: server.crt\n",
-        "tls_server_config",
-        "missing one of key or key_file",
-    ),
-    "cert_not_pem": (
-        "tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n",
-        "tls_server_config.cert_file",
-        "no PEM certificate found",
-    ),
-    "key_of_another_certificate": (
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n",
-        "tls_server_config.key_file",
-        "the key does not match the certificate",
-    ),
-    "encrypted_key": (
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: encrypted.key\n",
-        "tls_server_config.key_file",
-        "encrypted private keys are not supported",
-    ),
-    "client_ca_file_without_certificates": (
-        tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: server.key\n"),
-        "tls_server_config.client_ca_file",
-        "no usable PEM certificate",
-    ),
-    "unknown_cipher_suite": (
-        tls_yaml("  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n"),
-        "tls_server_config.cipher_suites[0]",
-        'unknown value "TLS_RSA_WITH_RC4_128_SHA" (want TLS_RSA_WITH_AES_128_CBC_SHA, ',
-    ),
-    "tls13_suites_only_below_tls13": (
-        tls_yaml("  cipher_suites: [TLS_AES_128_GCM_SHA256]\n"),
-        "tls_server_config.cipher_suites",
-        "set min_version: TLS13",
-    ),
-    "unknown_curve": (
-        tls_yaml("  curve_preferences: [CurveP999]\n"),
-        "tls_server_config.curve_preferences[0]",
-        'unknown value "CurveP999" (want CurveP256, CurveP384, CurveP521, X25519)',
-    ),
-    "several_curves": (
-        tls_yaml("  curve_preferences: [X25519, CurveP256]\n"),
-        "tls_server_config.curve_preferences",
-        "one curve only",
-    ),
-    "header_value_not_allowed": (
-        "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
-        "http_server_config.headers.X-Frame-Options",
-        'unknown value "allow" (want deny, sameorigin)',
-    ),
-    "users_not_a_mapping": (
-        "basic_auth_users: [alice]\n",
-        "basic_auth_users",
-        "want a mapping of user name to bcrypt hash",
-    ),
-    "user_name_not_a_string": (
-        f"basic_auth_users:\n  1234: {ALICE_HASH}\n",
-        "basic_auth_users",
-        "must be a string",
-    ),
-    "user_name_with_colon": (
-        f"basic_auth_users:\n  'a:b': {ALICE_HASH}\n",
-        "basic_auth_users.a:b",
-        "cannot contain ':'",
-    ),
-    "plaintext_password_instead_of_hash": (
-        "basic_auth_users:\n  alice: hunter2\n",
-        "basic_auth_users.alice",
-        "not a bcrypt hash",
-    ),
-    "hash_with_noncanonical_salt": (
-        f"basic_auth_users:\n  alice: $2b$04${'A' * 53}\n",
-        "basic_auth_users.alice",
-        "not a bcrypt hash",
-    ),
-}
+TESTDATA = Path(__file__).parent.parent / "testdata" / "web"
+GOOD_FILES = sorted(TESTDATA.glob("*.good.yml"))
+BAD_FILES = sorted(TESTDATA.glob("*.bad.yml"))
 
 
-@pytest.mark.parametrize(("text", "key", "problem"), BAD_FILES.values(), ids=BAD_FILES.keys())
+def fixture_in(folder: Path, ca: trustme.CA, fixture: Path) -> Path:
+    """`fixture` as web.yml in a folder that also holds the files fixtures name: server.crt,
+    server.key, ca.crt, other.key (of another certificate) and encrypted.key."""
+    write(folder / "other.key", ca.issue_cert("other").private_key_pem.bytes())
+    write(folder / "encrypted.key", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA\n")
+    return write(folder / "web.yml", fixture.read_bytes())
+
+
+def expected_error(fixture: Path) -> tuple[str, str]:
+    """The `# key:` and `# error:` lines that open a .bad.yml fixture."""
+    key_line, error_line = fixture.read_text().splitlines()[:2]
+    assert key_line.startswith("# key:")
+    assert error_line.startswith("# error: ")
+    return key_line.removeprefix("# key:").strip(), error_line.removeprefix("# error: ")
+
+
+@pytest.mark.parametrize("fixture", BAD_FILES, ids=lambda p: p.name)
 def test_bad_file_is_refused_with_one_line_naming_the_key(
-    tls_folder: Path, ca: trustme.CA, text: str, key: str, problem: str
+    tls_folder: Path, ca: trustme.CA, fixture: Path
 ) -> None:
-    write(tls_folder / "other.key", ca.issue_cert("other").private_key_pem.bytes())
-    write(tls_folder / "encrypted.key", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA\n")
-    path = write(tls_folder / "web.yml", text)
+    key, problem = expected_error(fixture)
+    path = fixture_in(tls_folder, ca, fixture)
 
     error = error_of(path)
 
     assert str(error).startswith(f"web config {path}: {key}: " if key else f"web config {path}: ")
     assert error.key == key
-    assert problem in str(error)
+    assert problem in error.problem
+    assert len(error.problem) < 800  # bounded, whatever the file holds
+
+
+@pytest.mark.parametrize("fixture", GOOD_FILES, ids=lambda p: p.name)
+def test_good_file_loads(tls_folder: Path, ca: trustme.CA, fixture: Path) -> None:
+    config = load_web_config(str(fixture_in(tls_folder, ca, fixture)))
+    assert (config.tls is not None) == ("tls_server_config:\n  " in fixture.read_text())
+
+
+def test_the_fixtures_cover_both_kinds() -> None:
+    assert len(GOOD_FILES) >= 5
+    assert len(BAD_FILES) >= 30
+
+
+def test_allowed_names_are_the_tables_keys() -> None:
+    assert set(get_args(schema.CipherSuiteName)) == set(schema.CIPHER_SUITES)
+    assert set(get_args(schema.CurveName)) == set(schema.CURVES)
+    assert set(get_args(schema.TLSVersionName)) == set(schema.TLS_VERSIONS)
+    assert set(get_args(schema.ClientAuthType)) == set(schema.CLIENT_AUTH_TYPES)
+    headers = msgspec.structs.fields(schema.HeadersSection)
+    assert [field.encode_name for field in headers] == list(schema.HEADERS)
 
 
 def test_missing_file_is_refused(tmp_path: Path) -> None:
