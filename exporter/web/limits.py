@@ -87,6 +87,8 @@ class ConnectionGuard(asyncio.Protocol):
         self._transport: asyncio.BaseTransport | None = None  # raw, then TLS
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._early: list[bytes] = []
+        self._early_eof = False
         self.in_request = False
 
     # --- events from the raw socket, then from the TLS layer ---------------------------------
@@ -111,9 +113,14 @@ class ConnectionGuard(asyncio.Protocol):
             self._arm()  # the first bytes of the next request on a kept-alive connection
         if self._inner is not None:
             self._inner.data_received(data)
+        else:  # TLS delivers the first bytes before start_tls returns: keep them for aiohttp
+            self._early.append(data)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received() if self._inner is not None else None
+        if self._inner is None:
+            self._early_eof = True
+            return True  # keep the transport open until the early bytes are answered
+        return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -198,9 +205,14 @@ class ConnectionGuard(asyncio.Protocol):
             self._connections.refusing -= 1
 
     def _connect_inner(self, transport: asyncio.BaseTransport) -> None:
-        self._inner = self._make_inner()
+        inner = self._inner = self._make_inner()
         self._connections.by_transport[transport] = self
-        self._inner.connection_made(transport)
+        inner.connection_made(transport)
+        early, self._early = self._early, []
+        for data in early:
+            inner.data_received(data)
+        if self._early_eof and not inner.eof_received():
+            transport.close()
 
     def _arm(self) -> None:
         loop = asyncio.get_running_loop()

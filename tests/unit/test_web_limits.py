@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import CollectorRegistry
@@ -195,3 +197,69 @@ def test_other_server_errors_keep_their_traceback() -> None:
     record.exc_info = (RuntimeError, RuntimeError("bug"), None)
     assert BadRequestLogFilter().filter(record)
     assert record.levelno == logging.ERROR
+
+
+@pytest.fixture
+def tls_pair() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+@pytest.fixture
+async def tls_server(tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> AsyncIterator[int]:
+    app = create_app(Exposition(CollectorRegistry()), WebOptions(limits=LIMITS))
+    app.router.add_get("/slow", slow_answer)
+    runner = web.AppRunner(app, shutdown_timeout=0.2)
+    await runner.setup()
+    await GuardedSite(runner, "127.0.0.1", 0, ssl_context=tls_pair[0]).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def tls_get(port: int, client: ssl.SSLContext, path: str = "/-/healthy") -> bytes:
+    """Sends the request right after the handshake, as most clients do, and reads the status."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client, server_hostname="127.0.0.1"
+    )
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        async with asyncio.timeout(5):
+            return (await reader.readuntil(b"\r\n")).strip()
+    finally:
+        writer.close()
+
+
+async def test_tls_request_sent_with_the_handshake_is_answered(
+    tls_server: int, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    for _ in range(LIMITS.max_connections + 2):
+        assert await tls_get(tls_server, tls_pair[1]) == b"HTTP/1.1 200 OK"
+
+
+async def test_tls_sockets_that_never_handshake_count_and_are_cut(
+    tls_server: int, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    silent = [await asyncio.open_connection("127.0.0.1", tls_server) for _ in range(6)]
+    await asyncio.sleep(0.05)
+    assert await tls_get(tls_server, tls_pair[1]) == b"HTTP/1.1 200 OK"  # made room
+    assert await closed_within(silent[-1][0], 2.0)  # cut at the deadline
+    for _, writer in silent:
+        writer.close()
+
+
+async def test_tls_at_the_cap_with_every_connection_busy_gets_503(
+    tls_server: int, tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    busy = [
+        asyncio.create_task(tls_get(tls_server, tls_pair[1], "/slow"))
+        for _ in range(LIMITS.max_connections)
+    ]
+    await asyncio.sleep(0.3)
+    assert await tls_get(tls_server, tls_pair[1]) == b"HTTP/1.1 503 Service Unavailable"
+    assert await asyncio.gather(*busy) == [b"HTTP/1.1 200 OK"] * LIMITS.max_connections
