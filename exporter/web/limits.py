@@ -42,6 +42,9 @@ class ConnectionLimits:
     # trickles them, or connects and says nothing, is cut, as Go's ReadHeaderTimeout does.
     header_timeout: float = 10.0
     handshake_timeout: float = 10.0
+    # TLS handshakes under way at once: each holds ~300 KB (asyncio's 256 KiB TLS read buffer
+    # and OpenSSL's state). Beyond, the oldest is closed for the new one.
+    max_handshakes: int = 32
     # Connections open at once. At the cap the least recently active connection that is not
     # being answered is closed for the new one; when every one is busy, the new one gets 503.
     max_connections: int = 128
@@ -59,8 +62,13 @@ class Connections:
         self.by_transport: dict[object, ConnectionGuard] = {}  # as the request sees it
         self.refusing = 0  # over-cap TLS connections being told 503
 
-    def admit(self) -> bool:
+    def admit(self, tls: bool) -> bool:
         """Whether a new connection fits, after closing the oldest idle one if needed."""
+        if tls:
+            handshaking = [guard for guard in self.guards if guard.handshaking]
+            excess = len(handshaking) - self.limits.max_handshakes + 1
+            for guard in handshaking[: max(excess, 0)]:
+                guard.close()  # the oldest first: a real client's handshake takes milliseconds
         if len(self.guards) < self.limits.max_connections:
             return True
         for guard in self.guards:
@@ -90,13 +98,14 @@ class ConnectionGuard(asyncio.Protocol):
         self._early: list[bytes] = []
         self._early_eof = False
         self.in_request = False
+        self.handshaking = False
 
     # --- events from the raw socket, then from the TLS layer ---------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         connections = self._connections
-        if not connections.admit():
+        if not connections.admit(self._ssl_context is not None):
             self._refuse(transport)
             return
         connections.guards[self] = None
@@ -169,12 +178,17 @@ class ConnectionGuard(asyncio.Protocol):
     def _start_tls(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         transport.pause_reading()  # nothing reaches us in clear text before start_tls
+        self.handshaking = True  # now: accepts come in bursts, before the task runs
         task = asyncio.get_running_loop().create_task(self._handshake(transport))
         task.add_done_callback(lambda _: None)
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
         assert self._ssl_context is not None
         loop = asyncio.get_running_loop()
+        if transport.is_closing():  # closed for a newer connection before this task ran
+            self.handshaking = False
+            self._done_refusing()
+            return
         try:
             secured = await loop.start_tls(
                 transport,
@@ -184,9 +198,11 @@ class ConnectionGuard(asyncio.Protocol):
                 ssl_handshake_timeout=self._connections.limits.handshake_timeout,
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError, RuntimeError):
+            self.handshaking = False
             transport.abort()  # start_tls has reported connection_lost to us, or will
             self._done_refusing()
             return
+        self.handshaking = False
         if secured is None:
             transport.abort()
             self._done_refusing()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -209,17 +210,23 @@ def tls_pair() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-@pytest.fixture
-async def tls_server(tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> AsyncIterator[int]:
-    app = create_app(Exposition(CollectorRegistry()), WebOptions(limits=LIMITS))
+@contextlib.asynccontextmanager
+async def serving_tls(limits: ConnectionLimits, context: ssl.SSLContext) -> AsyncIterator[int]:
+    app = create_app(Exposition(CollectorRegistry()), WebOptions(limits=limits))
     app.router.add_get("/slow", slow_answer)
     runner = web.AppRunner(app, shutdown_timeout=0.2)
     await runner.setup()
-    await GuardedSite(runner, "127.0.0.1", 0, ssl_context=tls_pair[0]).start()
+    await GuardedSite(runner, "127.0.0.1", 0, ssl_context=context).start()
     try:
         yield runner.addresses[0][1]
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def tls_server(tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> AsyncIterator[int]:
+    async with serving_tls(LIMITS, tls_pair[0]) as port:
+        yield port
 
 
 async def tls_get(port: int, client: ssl.SSLContext, path: str = "/-/healthy") -> bytes:
@@ -263,3 +270,16 @@ async def test_tls_at_the_cap_with_every_connection_busy_gets_503(
     await asyncio.sleep(0.3)
     assert await tls_get(tls_server, tls_pair[1]) == b"HTTP/1.1 503 Service Unavailable"
     assert await asyncio.gather(*busy) == [b"HTTP/1.1 200 OK"] * LIMITS.max_connections
+
+
+async def test_only_the_newest_tls_handshakes_wait(
+    tls_pair: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    limits = ConnectionLimits(max_connections=64, max_handshakes=3, header_timeout=5)
+    async with serving_tls(limits, tls_pair[0]) as port:
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(12)]
+        closed = [await closed_within(reader, 0.2) for reader, _ in silent]
+        assert await tls_get(port, tls_pair[1]) == b"HTTP/1.1 200 OK"
+        for _, writer in silent:
+            writer.close()
+    assert closed == [True] * 9 + [False] * 3
