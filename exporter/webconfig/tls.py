@@ -9,14 +9,8 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 
-from exporter.webconfig.schema import (
-    CIPHER_SUITES,
-    CLIENT_AUTH_TYPES,
-    CURVES,
-    TLSServerConfig,
-    WebConfig,
-    WebConfigError,
-)
+from exporter.webconfig.names import CIPHER_SUITES, CLIENT_AUTH_TYPES, CURVES
+from exporter.webconfig.schema import TLSServerConfig, WebConfig, WebConfigError
 
 
 def build_ssl_context(config: WebConfig) -> ssl.SSLContext | None:

@@ -30,6 +30,7 @@ from exporter.webconfig import (
     build_ssl_context,
     load_web_config,
     loader,
+    names,
     schema,
     web_config_middleware,
 )
@@ -224,12 +225,12 @@ def test_the_fixtures_cover_both_kinds() -> None:
 
 
 def test_allowed_names_are_the_tables_keys() -> None:
-    assert set(get_args(schema.CipherSuiteName)) == set(schema.CIPHER_SUITES)
-    assert set(get_args(schema.CurveName)) == set(schema.CURVES)
-    assert set(get_args(schema.TLSVersionName)) == set(schema.TLS_VERSIONS)
-    assert set(get_args(schema.ClientAuthType)) == set(schema.CLIENT_AUTH_TYPES)
+    assert set(get_args(names.CipherSuiteName)) == set(names.CIPHER_SUITES)
+    assert set(get_args(names.CurveName)) == set(names.CURVES)
+    assert set(get_args(names.TLSVersionName)) == set(names.TLS_VERSIONS)
+    assert set(get_args(names.ClientAuthType)) == set(names.CLIENT_AUTH_TYPES)
     headers = msgspec.structs.fields(schema.HeadersSection)
-    assert [field.encode_name for field in headers] == list(schema.HEADERS)
+    assert [field.encode_name for field in headers] == list(names.HEADERS)
 
 
 def test_missing_file_is_refused(tmp_path: Path) -> None:
