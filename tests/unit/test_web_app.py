@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import bcrypt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -12,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.exposition import Exposition
 from exporter.web import WebOptions, create_app, landing_page
+from exporter.webconfig import WebConfigWatcher, web_config_middleware
 
 Client = TestClient[web.Request, web.Application]
 
@@ -91,3 +95,27 @@ def test_landing_page_escapes_what_it_shows() -> None:
     assert "&lt;script&gt;" in page
     assert "&lt;queue&gt;" in page
     assert "never" in page
+
+
+async def test_reload_is_behind_the_same_authentication_as_metrics(
+    tmp_path: Path, make_client: Callable[..., Awaitable[Client]]
+) -> None:
+    hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
+    (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  alice: {hashed}\n")
+    watcher = WebConfigWatcher(str(tmp_path / "web.yml"))
+    calls: list[None] = []
+
+    async def reload() -> str | None:
+        calls.append(None)
+        return None
+
+    try:
+        client = await make_client(reload=reload, middlewares=[web_config_middleware(watcher)])
+        assert (await client.post("/-/reload")).status == 401
+        assert calls == []
+        token = base64.b64encode(b"alice:secret").decode()
+        answer = await client.post("/-/reload", headers={"Authorization": f"Basic {token}"})
+        assert answer.status == 200
+        assert calls == [None]
+    finally:
+        watcher.close()
