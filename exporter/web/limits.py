@@ -99,6 +99,7 @@ class ConnectionGuard(asyncio.Protocol):
         self._early_eof = False
         self.in_request = False
         self.handshaking = False
+        self._handshake_task: asyncio.Task[None] | None = None
 
     # --- events from the raw socket, then from the TLS layer ---------------------------------
 
@@ -179,8 +180,8 @@ class ConnectionGuard(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         transport.pause_reading()  # nothing reaches us in clear text before start_tls
         self.handshaking = True  # now: accepts come in bursts, before the task runs
-        task = asyncio.get_running_loop().create_task(self._handshake(transport))
-        task.add_done_callback(lambda _: None)
+        # Held here: the loop keeps only a weak reference to a task.
+        self._handshake_task = asyncio.get_running_loop().create_task(self._handshake(transport))
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
         assert self._ssl_context is not None

@@ -141,8 +141,16 @@ async def test_tls_sockets_that_never_handshake_neither_lock_out_nor_linger(
             async with asyncio.timeout(14):  # the handshake deadline is 10 s
                 assert await reader[0].read() == b""
             reader[1].close()
+            for garbage in (b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x05hello"):
+                _, writer = await asyncio.open_connection("127.0.0.1", port_of(exporter))
+                writer.write(garbage)  # plain HTTP, then a broken ClientHello
+                await writer.drain()
+                writer.close()
+            assert (await status(base + "/-/healthy", tls=client))[0] == 200
         finally:
             close_all(silent)
+    assert not [e for e in exporter.logs if e.get("level") == "error"]
+    assert not [line for line in exporter.raw_log if "Traceback" in line]
 
 
 async def test_idle_keep_alive_sockets_at_the_cap_do_not_lock_out_probes(
