@@ -16,7 +16,7 @@ import logging
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -48,6 +48,9 @@ class ConnectionLimits:
     # Connections open at once. At the cap the least recently active connection that is not
     # being answered is closed for the new one; when every one is busy, the new one gets 503.
     max_connections: int = 128
+    # Of which one address may hold: the kubelet's probes and Prometheus keep room even when
+    # another address has its share busy.
+    max_per_address: int = 96
     keepalive_timeout: float = 75.0
     # A response must be written within this long: a client that stops reading is cut.
     write_timeout: float = 60.0
@@ -62,20 +65,28 @@ class Connections:
         self.by_transport: dict[object, ConnectionGuard] = {}  # as the request sees it
         self.refusing = 0  # over-cap TLS connections being told 503
 
-    def admit(self, tls: bool) -> bool:
-        """Whether a new connection fits, after closing the oldest idle one if needed."""
+    def admit(self, tls: bool, peer: str) -> bool:
+        """Whether a new connection from `peer` fits, after closing the oldest idle one (of
+        that peer first, when it holds its share) if needed."""
         if tls:
             handshaking = [guard for guard in self.guards if guard.handshaking]
             excess = len(handshaking) - self.limits.max_handshakes + 1
             for guard in handshaking[: max(excess, 0)]:
                 guard.close()  # the oldest first: a real client's handshake takes milliseconds
+        own = [guard for guard in self.guards if guard.peer == peer]
+        if len(own) >= self.limits.max_per_address:
+            return _close_oldest_idle(own)  # one address cannot crowd out the others
         if len(self.guards) < self.limits.max_connections:
             return True
-        for guard in self.guards:
-            if not guard.in_request:
-                guard.close()
-                return True
-        return False
+        return _close_oldest_idle(self.guards)
+
+
+def _close_oldest_idle(guards: Iterable[ConnectionGuard]) -> bool:
+    for guard in guards:
+        if not guard.in_request:
+            guard.close()
+            return True
+    return False
 
 
 class ConnectionGuard(asyncio.Protocol):
@@ -99,14 +110,17 @@ class ConnectionGuard(asyncio.Protocol):
         self._early_eof = False
         self.in_request = False
         self.handshaking = False
+        self.peer = ""
         self._handshake_task: asyncio.Task[None] | None = None
 
     # --- events from the raw socket, then from the TLS layer ---------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         connections = self._connections
-        if not connections.admit(self._ssl_context is not None):
+        if not connections.admit(self._ssl_context is not None, self.peer):
             self._refuse(transport)
             return
         connections.guards[self] = None

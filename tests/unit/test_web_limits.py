@@ -21,7 +21,9 @@ from exporter.exposition import Exposition
 from exporter.web import ConnectionLimits, GuardedSite, WebOptions, create_app
 from exporter.web.limits import BadRequestLogFilter
 
-LIMITS = ConnectionLimits(header_timeout=0.3, max_connections=4, write_timeout=0.5)
+LIMITS = ConnectionLimits(
+    header_timeout=0.3, max_connections=4, max_per_address=4, write_timeout=0.5
+)
 
 
 BIG = 64 * 1024 * 1024  # far more than loopback's socket buffers hold
@@ -283,3 +285,26 @@ async def test_only_the_newest_tls_handshakes_wait(
         for _, writer in silent:
             writer.close()
     assert closed == [True] * 9 + [False] * 3
+
+
+async def test_one_address_busy_with_its_share_leaves_room_for_the_others(
+    tls_pair: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    limits = ConnectionLimits(max_connections=4, max_per_address=2, header_timeout=5)
+    async with serving_tls(limits, tls_pair[0]) as port:
+        busy = [asyncio.create_task(tls_get(port, tls_pair[1], "/slow")) for _ in range(2)]
+        await asyncio.sleep(0.3)
+        # 127.0.0.1 holds its share, all busy: a third from it is refused, another gets in.
+        assert await tls_get(port, tls_pair[1]) == b"HTTP/1.1 503 Service Unavailable"
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1",
+            port,
+            ssl=tls_pair[1],
+            server_hostname="127.0.0.1",
+            local_addr=("127.0.0.2", 0),  # another address
+        )
+        writer.write(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            assert (await reader.readuntil(b"\r\n")).strip() == b"HTTP/1.1 200 OK"
+        writer.close()
+        assert await asyncio.gather(*busy) == [b"HTTP/1.1 200 OK"] * 2
