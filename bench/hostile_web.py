@@ -124,9 +124,13 @@ async def probe_with_idle_keepalives(
     seconds, codes = [], []
     for _ in range(probes):
         idle = [w for w in idle if not w.transport.is_closing()]
-        for _ in range(IDLE - len(idle)):
+        for index in range(IDLE - len(idle)):
             reader, writer = await asyncio.open_connection(
-                "127.0.0.1", port_of(target), ssl=tls, server_hostname="127.0.0.1"
+                "127.0.0.1",
+                port_of(target),
+                ssl=tls,
+                server_hostname="127.0.0.1",
+                local_addr=(f"127.0.0.{2 + index % 4}", 0),  # within the per-address share
             )
             writer.write(request)
             try:

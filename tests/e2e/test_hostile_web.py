@@ -76,9 +76,12 @@ async def status(
 
 
 async def open_idle(port: int, count: int, request: bytes = b"") -> list[asyncio.StreamWriter]:
+    """`count` connections from 127.0.0.2-5, so that no one address holds more than its share
+    (ConnectionLimits.max_per_address) and all of them stay open at the cap."""
     writers = []
-    for _ in range(count):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for index in range(count):
+        source = (f"127.0.0.{2 + index % 4}", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=source)
         if request:
             writer.write(request)
             await reader.readuntil(b"\r\n\r\n")  # the answer's headers: now idle, kept alive
@@ -160,6 +163,8 @@ async def test_idle_keep_alive_sockets_at_the_cap_do_not_lock_out_probes(
         request = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"
         idle = await open_idle(port_of(exporter), CAP, request)
         try:
+            await asyncio.sleep(0.1)
+            assert not [writer for writer in idle if writer.transport.is_closing()]
             started = time.monotonic()
             assert (await status(exporter.url + "/-/healthy"))[0] == 200
             assert time.monotonic() - started < 5  # not the 75 s keep-alive timeout
