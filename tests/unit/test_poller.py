@@ -66,7 +66,7 @@ class Harness:
         return self.metrics.registry.get_sample_value(name, labels)
 
     async def body(self) -> bytes:
-        return await self.exposition.scrape(TEXT)
+        return bytes(await self.exposition.answer(TEXT))
 
 
 @contextlib.asynccontextmanager
@@ -275,7 +275,7 @@ async def test_collectors_start_and_stop_while_it_runs() -> None:
             poller.start(Schedule(agents, 0.05))
         await poller.stop("queue")
         assert "queue" not in poller.status
-        assert b"rocketchat_livechat_queue_chats" not in await exposition.scrape(TEXT)
+        assert b"rocketchat_livechat_queue_chats" not in bytes(await exposition.answer(TEXT))
         stopped_at = len(queue.started)
         await until(lambda: len(agents.started) >= 3)
         assert len(queue.started) == stopped_at
