@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from exporter.collectors import Collector
 from exporter.config import format_duration
 from exporter.exposition import Exposition
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.outcome import Outcome, Result
+from exporter.rocketchat.tally import RequestTally, count_requests_in
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Families
 
 log = logging.getLogger(__name__)
 
 JITTER = 0.05  # each interval is stretched or shortened by up to 5%
-# Rocket.Chat's default: 10 calls a minute per endpoint and client IP (rocketchat-api.md §3).
+# Rocket.Chat's default: 10 calls a minute per endpoint and client IP
+# (docs/rocketchat-api.md, "Rate limits").
 DEFAULT_RATE_LIMIT_PER_MINUTE = 10
 RATE_LIMIT_FIX = (
     "give the exporter's Rocket.Chat user the bot role or the api-bypass-rate-limit "
@@ -93,9 +95,10 @@ class Poller:
             next_start = max(next_start, self._ready_at(collector.endpoint))
             await self._wait_until(next_start, collector.name, status)
 
-    async def poll_once(self, collector: Collector, status: CollectorStatus) -> Answer[Families]:
+    async def poll_once(self, collector: Collector, status: CollectorStatus) -> Result[Families]:
         started = self._clock()
-        answer = await self._poll_dropping_stale(collector, status)
+        tally = self._metrics.tally(collector.name)
+        answer = await self._poll_dropping_stale(collector, status, tally)
         duration = self._clock() - started
         if answer.data is not None:
             await self._exposition.publish(collector.name, answer.data)
@@ -108,15 +111,15 @@ class Poller:
             await self._drop_if_stale(collector.name, status)
         self._metrics.record_poll(collector.name, answer, duration)
         self._log_transition(collector.name, status, answer, duration)
-        self._warn_if_over_rate_limit(collector.endpoint, status, answer)
+        self._warn_if_over_rate_limit(collector.endpoint, status, answer, tally)
         return answer
 
     async def _poll_dropping_stale(
-        self, collector: Collector, status: CollectorStatus
-    ) -> Answer[Families]:
+        self, collector: Collector, status: CollectorStatus, tally: RequestTally
+    ) -> Result[Families]:
         """Polls; a slow poll (timeouts, pages, rate-limit waits) must not keep stale series
         past their time, so the drop can happen while the poll runs."""
-        task = asyncio.create_task(self._poll_safely(collector))
+        task = asyncio.create_task(self._poll_safely(collector, tally))
         try:
             while True:
                 drop_at = self._drop_time(status)
@@ -129,9 +132,10 @@ class Poller:
             task.cancel()
 
     @staticmethod
-    async def _poll_safely(collector: Collector) -> Answer[Families]:
+    async def _poll_safely(collector: Collector, tally: RequestTally) -> Result[Families]:
         """A bug in a collector must not stop the others: it is logged with its stack and
         counted as a failed poll."""
+        count_requests_in(tally)  # this task's requests only
         try:
             return await collector.poll()
         except Exception as error:
@@ -140,7 +144,7 @@ class Poller:
                 exc_info=True,
                 extra={"kv": {"collector": collector.name}},
             )
-            return Answer(Outcome.INVALID_RESPONSE, None, f"internal error: {error!r}")
+            return Result(Outcome.INVALID_RESPONSE, None, f"internal error: {error!r}")
 
     async def _wait_until(self, deadline: float, name: str, status: CollectorStatus) -> None:
         """Sleeps until `deadline`, waking on the way to drop stale series on time."""
@@ -169,7 +173,7 @@ class Poller:
         )
 
     def _log_transition(
-        self, name: str, status: CollectorStatus, answer: Answer[Families], duration: float
+        self, name: str, status: CollectorStatus, answer: Result[Families], duration: float
     ) -> None:
         previous, status.outcome, status.message = status.outcome, answer.outcome, answer.message
         fields: dict[str, object] = {"collector": name, "outcome": answer.outcome.value}
@@ -192,14 +196,18 @@ class Poller:
             )
 
     def _warn_if_over_rate_limit(
-        self, endpoint: str, status: CollectorStatus, answer: Answer[Families]
+        self,
+        endpoint: str,
+        status: CollectorStatus,
+        answer: Result[Families],
+        tally: RequestTally,
     ) -> None:
         """Once per collector: the server limits this user, and a poll's requests at this
         interval would exceed the limit (paging can take many requests a poll)."""
         limit = answer.rate_limit.limit if answer.rate_limit else None
         if status.warned_rate or not answer.ok or not limit:
             return
-        requests = answer.requests_to(endpoint)
+        requests = tally.requests_to(endpoint)
         per_minute = requests * 60 / status.interval
         if per_minute > limit:
             status.warned_rate = True

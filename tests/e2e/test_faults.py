@@ -46,7 +46,7 @@ from exporter.fake import (
     ResetMidBody,
     ServerSettings,
 )
-from exporter.rocketchat.answers import Outcome
+from exporter.rocketchat.outcome import Outcome
 from tests.e2e.conftest import small_world
 from tests.e2e.harness import (
     Labels,

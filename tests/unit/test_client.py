@@ -13,10 +13,11 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from exporter.rocketchat.answers import Answer, Outcome
 from exporter.rocketchat.auth import PasswordAuth, TokenAuth
 from exporter.rocketchat.client import RESET_MARGIN, RocketChatClient
 from exporter.rocketchat.models import QueuePage
+from exporter.rocketchat.outcome import Outcome, Result
+from tests.unit.conftest import counted
 
 BASE = "http://rc.test"
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
@@ -63,7 +64,7 @@ async def client(clock: Clock) -> AsyncIterator[RocketChatClient]:
         yield c
 
 
-async def get_queue(client: RocketChatClient, **kwargs: Any) -> Answer[QueuePage]:
+async def get_queue(client: RocketChatClient, **kwargs: Any) -> Result[QueuePage]:
     return await client.get("livechat/queue", {"count": "0"}, QueuePage, **kwargs)
 
 
@@ -78,7 +79,7 @@ async def test_a_good_answer_is_a_success_with_rows(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
     mock.get(QUEUE, payload=page(ROW))
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.SUCCESS
     assert answer.data is not None
     row = answer.data.rows[0]
@@ -88,7 +89,7 @@ async def test_a_good_answer_is_a_success_with_rows(
         "alice",
         "online",
     )
-    assert answer.codes == ("200",)
+    assert answer_codes == ("200",)
 
 
 @pytest.mark.parametrize(
@@ -234,16 +235,16 @@ async def test_5xx_is_a_server_error(
     mock: aioresponses, client: RocketChatClient, status: int
 ) -> None:
     mock.get(QUEUE, status=status, body="<html>Bad Gateway</html>", content_type="text/html")
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.SERVER_ERROR
-    assert answer.codes == (str(status),)
+    assert answer_codes == (str(status),)
 
 
 async def test_no_answer_in_time_is_a_timeout(mock: aioresponses, client: RocketChatClient) -> None:
     mock.get(QUEUE, timeout=True)
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.TIMEOUT
-    assert answer.codes == ("none",)
+    assert answer_codes == ("none",)
 
 
 @pytest.mark.parametrize(
@@ -260,9 +261,9 @@ async def test_transport_failures_are_network_errors(
     mock: aioresponses, client: RocketChatClient, error: Exception
 ) -> None:
     mock.get(QUEUE, exception=error)
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.NETWORK_ERROR
-    assert answer.codes == ("none",)
+    assert answer_codes == ("none",)
 
 
 @pytest.mark.parametrize(
@@ -365,9 +366,9 @@ async def test_nothing_is_sent_before_the_reset_after_a_429(
     await get_queue(client)
     assert client.ready_at("livechat/queue") == pytest.approx(clock.now + 20 + RESET_MARGIN)
     clock.now += 19
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.RATE_LIMITED
-    assert answer.codes == ()  # refused here, not sent
+    assert answer_codes == ()  # refused here, not sent
     assert sum(len(calls) for calls in mock.requests.values()) == 1
     assert client.ready_at("livechat/other") == 0
 
@@ -444,9 +445,9 @@ async def test_a_rejected_fixed_token_is_not_retried(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
     mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES[0], repeat=True)
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.UNAUTHORIZED
-    assert answer.codes == ("401",)
+    assert answer_codes == ("401",)
 
 
 def login_ok(token: str) -> dict[str, Any]:
@@ -457,9 +458,9 @@ async def test_password_login_gets_a_token_and_uses_it(mock: aioresponses) -> No
     mock.post(LOGIN, payload=login_ok("session-1"))
     mock.get(QUEUE, payload=page(ROW), repeat=True)
     async with RocketChatClient(BASE, PasswordAuth("bot", "pw-secret"), 5.0) as client:
-        first = await get_queue(client)
+        _, first_codes = await counted(get_queue(client))
         await get_queue(client)
-    assert first.codes == ("200", "200")  # the login, then the queue
+    assert first_codes == ("200", "200")  # the login, then the queue
     logins = [c for (method, _), calls in mock.requests.items() if method == "POST" for c in calls]
     assert len(logins) == 1
     assert logins[0].kwargs["json"] == {"user": "bot", "password": "pw-secret"}
@@ -474,9 +475,9 @@ async def test_an_expired_session_logs_in_again_once(mock: aioresponses) -> None
     mock.get(QUEUE, payload=page())
     async with RocketChatClient(BASE, PasswordAuth("bot", "pw"), 5.0) as client:
         assert (await get_queue(client)).ok
-        answer = await get_queue(client)
+        answer, answer_codes = await counted(get_queue(client))
     assert answer.ok
-    assert answer.codes == ("401", "200", "200")
+    assert answer_codes == ("401", "200", "200")
 
 
 async def test_a_login_needing_2fa_says_to_use_a_token(mock: aioresponses) -> None:
@@ -506,9 +507,9 @@ async def test_a_refused_login_is_not_repeated_at_once(mock: aioresponses, clock
     auth = PasswordAuth("bot", "wrong", clock=clock)
     async with RocketChatClient(BASE, auth, 5.0) as client:
         first = await get_queue(client)
-        second = await get_queue(client)
+        second, second_codes = await counted(get_queue(client))
         clock.now += 3600
         await get_queue(client)
     assert first.outcome is second.outcome is Outcome.UNAUTHORIZED
-    assert second.codes == ()  # no second login within the quiet period
+    assert second_codes == ()  # no second login within the quiet period
     assert len([c for (m, _), calls in mock.requests.items() if m == "POST" for c in calls]) == 2

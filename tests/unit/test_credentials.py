@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from exporter.rocketchat.answers import Answer, Outcome
 from exporter.rocketchat.auth import PasswordAuth, TokenAuth
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage
+from exporter.rocketchat.outcome import Outcome, Result
+from tests.unit.conftest import counted
 
 BASE = "http://rc.test"
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
@@ -54,7 +55,7 @@ def logins(mock: aioresponses) -> int:
     return sum(len(calls) for (method, _), calls in mock.requests.items() if method == "POST")
 
 
-async def get_queue(client: RocketChatClient) -> Answer[QueuePage]:
+async def get_queue(client: RocketChatClient) -> Result[QueuePage]:
     return await client.get("livechat/queue", {"count": "0"}, QueuePage)
 
 
@@ -85,10 +86,10 @@ async def test_a_session_that_worked_and_is_then_refused_is_renewed_once(
     mock.get(QUEUE, status=401, payload=LOGGED_OUT, repeat=True)  # ... then nothing does
     async with RocketChatClient(BASE, PasswordAuth("bot", PASSWORD), 5.0) as client:
         assert (await get_queue(client)).ok
-        answers = [await get_queue(client) for _ in range(4)]
-    assert all(a.outcome is Outcome.UNAUTHORIZED for a in answers)
-    assert answers[0].codes == ("401", "200", "401")  # the data, the login, the one retry
-    assert all(a.codes == () for a in answers[1:])  # then no request at all
+        polls = [await counted(get_queue(client)) for _ in range(4)]
+    assert all(result.outcome is Outcome.UNAUTHORIZED for result, _ in polls)
+    assert polls[0][1] == ("401", "200", "401")  # the data, the login, the one retry
+    assert all(codes == () for _, codes in polls[1:])  # then no request at all
     assert logins(mock) == 2
 
 
@@ -154,9 +155,9 @@ async def test_a_token_file_with_a_control_character_is_a_clear_unauthorized(
     token_file = tmp_path / "token"
     token_file.write_text(f"{text}-{TOKEN}\n")
     async with RocketChatClient(BASE, TokenAuth("u1", token_file=str(token_file)), 5.0) as client:
-        answer = await get_queue(client)
+        answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.UNAUTHORIZED
-    assert answer.codes == ()
+    assert answer_codes == ()
     assert str(token_file) in answer.message
     assert "control character" in answer.message
     assert TOKEN not in answer.message
@@ -172,9 +173,9 @@ async def test_a_user_id_with_a_line_break_is_a_clear_unauthorized(mock: aioresp
 async def test_a_login_answer_with_an_unsendable_token_is_invalid(mock: aioresponses) -> None:
     mock.post(LOGIN, payload=login_ok("bad\r\ntoken"))
     async with RocketChatClient(BASE, PasswordAuth("bot", PASSWORD), 5.0) as client:
-        answer = await get_queue(client)
+        answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.INVALID_RESPONSE
-    assert answer.codes == ("200",)
+    assert answer_codes == ("200",)
 
 
 # --- credentials echoed by the server -----------------------------------------------------

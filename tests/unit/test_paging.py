@@ -15,9 +15,10 @@ from yarl import URL
 
 from exporter.collectors.paging import MAX_PAGES, fetch_all
 from exporter.collectors.queue import STABLE_SORT, row_key
-from exporter.rocketchat.answers import Answer, Outcome
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage, QueueRow
+from exporter.rocketchat.outcome import Outcome, Result
+from tests.unit.conftest import counted
 
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
 
@@ -81,7 +82,7 @@ class PagedServer:
         return rows
 
 
-async def fetch(client: RocketChatClient, page_size: int = 0) -> Answer[Any]:
+async def fetch(client: RocketChatClient, page_size: int = 0) -> Result[Any]:
     return await fetch_all(
         client,
         "livechat/queue",
@@ -93,9 +94,9 @@ async def fetch(client: RocketChatClient, page_size: int = 0) -> Answer[Any]:
     )
 
 
-def rows_of(answer: Answer[Any]) -> list[QueueRow]:
+def rows_of(answer: Result[Any]) -> list[QueueRow]:
     assert answer.data is not None, answer.message
-    rows: list[QueueRow] = answer.data.rows
+    rows: list[QueueRow] = answer.data
     return rows
 
 
@@ -118,8 +119,6 @@ async def test_count_zero_reads_everything_in_one_request(
     assert keys(rows_of(answer)) == expected_keys(server.rows)
     assert len(server.queries) == 1
     assert server.queries[0]["count"] == "0"
-    assert answer.data is not None
-    assert answer.data.fell_back is False
 
 
 async def test_infinite_count_off_falls_back_to_the_fewest_pages(
@@ -127,15 +126,14 @@ async def test_infinite_count_off_falls_back_to_the_fewest_pages(
 ) -> None:
     server = PagedServer(make_rows(450), allow_infinite_count=False)
     mock.get(QUEUE, callback=server, repeat=True)
-    answer = await fetch(client)
+    answer, answer_codes = await counted(fetch(client))
     assert answer.ok
     assert keys(rows_of(answer)) == expected_keys(server.rows)
     assert len(rows_of(answer)) == 450
-    # 50 rows from count=0, then pages clamped to 100: 100, 100, 100, 100.
-    assert [q["offset"] for q in server.queries] == ["0", "50", "150", "250", "350"]
-    assert answer.data is not None
-    assert answer.data.fell_back is True
-    assert answer.codes == ("200",) * 5
+    # 50 rows from count=0, then pages clamped to 100: 100, 100, 100, 100, and the empty page
+    # that ends it (a full page never ends paging: `total` is only a hint).
+    assert [q["offset"] for q in server.queries] == ["0", "50", "150", "250", "350", "450"]
+    assert answer_codes == ("200",) * 6
 
 
 async def test_every_request_carries_the_stable_sort(
@@ -225,10 +223,27 @@ async def test_paging_that_never_ends_is_bounded(
         payload={"queue": rows, "count": 100, "offset": 0, "total": 10**9, "success": True},
         repeat=True,
     )
-    answer = await fetch(client, page_size=100)
+    answer, answer_codes = await counted(fetch(client, page_size=100))
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+    assert "paging does not advance" in answer.message
+    assert answer_codes == ("200", "200")
+
+
+async def test_paging_that_keeps_bringing_new_rows_is_bounded(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    served = 0
+
+    def endless(url: URL, **kwargs: Any) -> CallbackResult:
+        nonlocal served
+        served += 1
+        return CallbackResult(payload={"queue": make_rows(served)[-1:], "success": True})
+
+    mock.get(QUEUE, callback=endless, repeat=True)
+    answer, answer_codes = await counted(fetch(client, page_size=1))
     assert answer.outcome is Outcome.INVALID_RESPONSE
     assert "paging did not end" in answer.message
-    assert len(answer.codes) == MAX_PAGES
+    assert len(answer_codes) == MAX_PAGES
 
 
 async def test_paging_without_total_ends_on_a_short_page(
@@ -248,10 +263,10 @@ async def test_a_failed_page_fails_the_whole_poll(
     mock.get(QUEUE, callback=server)
     mock.get(QUEUE, callback=server)
     mock.get(QUEUE, status=503, body="unavailable")
-    answer = await fetch(client)
+    answer, answer_codes = await counted(fetch(client))
     assert answer.outcome is Outcome.SERVER_ERROR
     assert answer.data is None
-    assert answer.codes == ("200", "200", "503")
+    assert answer_codes == ("200", "200", "503")
 
 
 async def test_paging_waits_for_the_rate_limit_window_between_pages(
@@ -266,6 +281,7 @@ async def test_paging_waits_for_the_rate_limit_window_between_pages(
     }
     mock.get(QUEUE, payload={"queue": rows[:4], "total": 8, "success": True}, headers=closed)
     mock.get(QUEUE, payload={"queue": rows[4:], "total": 8, "success": True})
+    mock.get(QUEUE, payload={"queue": [], "total": 8, "success": True})  # full pages go on
     started = time.monotonic()
     answer = await fetch(client, page_size=4)
     assert len(rows_of(answer)) == 8
