@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -513,3 +514,96 @@ async def test_a_refused_login_is_not_repeated_at_once(mock: aioresponses, clock
     assert first.outcome is second.outcome is Outcome.UNAUTHORIZED
     assert second_codes == ()  # no second login within the quiet period
     assert len([c for (m, _), calls in mock.requests.items() if m == "POST" for c in calls]) == 2
+
+
+# --- hostile answers: untrusted to the last byte (issue 13, points 2 and 3) ----------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 30_000 + b"]" * 30_000, b'{"queue": [], "x": ' + b"[" * 30_000, b"\xff\xfe{}"],
+    ids=["nested-30000-deep", "nested-inside-a-page", "not-utf-8"],
+)
+async def test_an_unreadable_success_body_is_an_invalid_response(
+    mock: aioresponses, client: RocketChatClient, body: bytes
+) -> None:
+    mock.get(QUEUE, body=body)
+    answer, codes = await counted(get_queue(client))
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+    assert codes == ("200",)
+    assert "\n" not in answer.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"success": false, "error": "caf\xe9 ferm\xe9"}', b'{"error": ' + b"[" * 30_000],
+    ids=["latin-1", "nested"],
+)
+async def test_an_unreadable_error_body_keeps_its_status_class(
+    mock: aioresponses, client: RocketChatClient, body: bytes
+) -> None:
+    mock.get(QUEUE, status=400, body=body)
+    answer, codes = await counted(get_queue(client))
+    assert answer.outcome is Outcome.BAD_REQUEST
+    assert codes == ("400",)
+    assert len(answer.message) < 300
+
+
+@pytest.mark.parametrize(
+    "header", ["X-RateLimit-Reset", "X-RateLimit-Remaining", "X-RateLimit-Limit"]
+)
+@pytest.mark.parametrize("status", [200, 429])
+async def test_a_rate_limit_header_of_hundreds_of_digits_is_an_invalid_response(
+    mock: aioresponses, client: RocketChatClient, header: str, status: int
+) -> None:
+    headers = limit_headers(3, 10, 1_700_000_000)
+    headers[header] = "9" * 400
+    mock.get(QUEUE, status=status, payload=page(ROW), headers=headers)
+    answer, codes = await counted(get_queue(client))
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+    assert f"unreadable {header} header" in answer.message
+    assert "(400 characters)" in answer.message
+    assert codes == (str(status),)
+    assert answer.rate_limit is None
+
+
+@pytest.mark.parametrize("value", ["-1", "1e9", "12.5", "٣"])
+async def test_a_rate_limit_header_that_is_not_a_plain_count_is_refused(
+    mock: aioresponses, client: RocketChatClient, value: str
+) -> None:
+    mock.get(QUEUE, payload=page(ROW), headers={"X-RateLimit-Remaining": value})
+    answer = await get_queue(client)
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+
+
+async def test_a_count_too_large_for_a_sample_is_an_invalid_response(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    mock.get(QUEUE, payload=page({**ROW, "chats": 10**300}))
+    answer = await get_queue(client)
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+    assert "$.queue[0].chats" in answer.message
+
+
+async def test_concurrent_tasks_count_their_own_requests(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    mock.get(QUEUE, payload=page(ROW), repeat=True)
+    mock.get(re.compile(r".*/livechat/users/agent.*"), status=403, repeat=True)
+
+    async def two_queue_reads() -> tuple[str, ...]:
+        _, codes = await counted(_two(get_queue(client), get_queue(client)))
+        return codes
+
+    async def one_agents_read() -> tuple[str, ...]:
+        _, codes = await counted(client.get("livechat/users/agent", {}, QueuePage))
+        return codes
+
+    first, second = await asyncio.gather(two_queue_reads(), one_agents_read())
+    assert first == ("200", "200")
+    assert second == ("403",)
+
+
+async def _two(a: Any, b: Any) -> None:
+    await a
+    await b

@@ -15,6 +15,7 @@ from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.inquiries import InquiriesCollector
 from exporter.collectors.queue import QueueCollector
 from exporter.config import PollConfig
+from exporter.rocketchat.auth import PasswordAuth
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.outcome import Outcome, Result
 from exporter.snapshot import Families
@@ -275,3 +276,30 @@ async def test_agents_forbidden_names_the_permissions(
     answer = await AgentsCollector(client, PollConfig()).poll()
     assert answer.outcome is Outcome.FORBIDDEN
     assert "transfer-livechat-guest" in answer.message
+
+
+async def test_agents_never_ask_for_an_unlimited_count(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    # count=0 is a 400 on every server with Users.findAgentsWithDepartments.
+    users = [{"_id": f"a{i:03d}", "username": f"agent{i}"} for i in range(150)]
+    mock.get(AGENTS, payload={**listing("users", users[:100]), "total": 150})
+    mock.get(AGENTS, payload={**listing("users", users[100:]), "total": 150})
+    answer = await AgentsCollector(client, PollConfig(page_size=0)).poll()
+    assert len(series(answer, "rocketchat_livechat_agent_status")) == 150
+    sent = queries(mock, "/livechat/users/agent")
+    assert [(q["count"], q["offset"]) for q in sent] == [("100", "0"), ("100", "100")]
+
+
+async def test_a_403_from_the_login_does_not_name_the_endpoints_permission(
+    mock: aioresponses,
+) -> None:
+    mock.post(
+        "http://rc.test/api/v1/login", status=403, payload={"success": False, "error": "blocked"}
+    )
+    async with RocketChatClient("http://rc.test", PasswordAuth("bot", "pw"), 5.0) as client:
+        answer = await QueueCollector(client, PollConfig()).poll()
+    assert answer.outcome is Outcome.FORBIDDEN
+    assert "login refused (403)" in answer.message
+    assert "view-l-room" not in answer.message
+    assert "permission missing" not in answer.message

@@ -5,7 +5,9 @@ refused with a clear message, and no credential quoted back from an answer
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from exporter.rocketchat.auth import PasswordAuth, TokenAuth
+from exporter.rocketchat.auth import LOGIN_BACKOFF_FIRST, PasswordAuth, TokenAuth
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage
 from exporter.rocketchat.outcome import Outcome, Result
@@ -209,3 +211,63 @@ async def test_a_password_echoed_by_a_refused_login_is_not_quoted(mock: aiorespo
     assert answer.outcome is Outcome.UNAUTHORIZED
     assert "<redacted>" in answer.message
     assert PASSWORD[:8] not in answer.message
+
+
+# --- a failed login is one attempt for all collectors (issue 13, point 15) -------------------
+
+
+def reset_headers(seconds_from_now: float) -> dict[str, str]:
+    now = time.time()
+    return {
+        "X-RateLimit-Limit": "10",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int((now + seconds_from_now) * 1000)),
+        "Date": email.utils.formatdate(now, usegmt=True),
+    }
+
+
+async def test_a_rate_limited_login_is_one_attempt_for_all_until_the_reset(
+    mock: aioresponses, clock: Clock
+) -> None:
+    too_many = {"success": False, "error": "Error, too many requests. [error-too-many-requests]"}
+    mock.post(LOGIN, status=429, payload=too_many, headers=reset_headers(120))
+    mock.post(LOGIN, payload=login_ok("session-0"))
+    mock.get(QUEUE, payload=EMPTY_PAGE, repeat=True)
+    auth = PasswordAuth("bot", PASSWORD, clock=clock)
+    async with RocketChatClient(BASE, auth, 5.0, clock=clock) as client:
+        three = await asyncio.gather(*(get_queue(client) for _ in range(3)))
+        assert all(result.outcome is Outcome.RATE_LIMITED for result in three)
+        assert logins(mock) == 1
+        clock.now += 100  # still before the reset
+        assert (await get_queue(client)).outcome is Outcome.RATE_LIMITED
+        assert logins(mock) == 1
+        clock.now += 25
+        assert (await get_queue(client)).ok
+    assert logins(mock) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(503, b"unavailable"), (403, b'{"success":false,"error":"no"}'), (200, b"<html>")],
+    ids=["5xx", "403", "garbage"],
+)
+async def test_a_failed_login_backs_off_doubling(
+    mock: aioresponses, clock: Clock, status: int, body: bytes
+) -> None:
+    mock.post(LOGIN, status=status, body=body, repeat=True)
+    auth = PasswordAuth("bot", PASSWORD, clock=clock)
+    async with RocketChatClient(BASE, auth, 5.0, clock=clock) as client:
+        await asyncio.gather(*(get_queue(client) for _ in range(3)))
+        assert logins(mock) == 1
+        clock.now += LOGIN_BACKOFF_FIRST - 1
+        await get_queue(client)
+        assert logins(mock) == 1
+        clock.now += 1
+        await get_queue(client)
+        assert logins(mock) == 2
+        clock.now += LOGIN_BACKOFF_FIRST * 2 - 1  # the second wait is twice as long
+        await get_queue(client)
+        assert logins(mock) == 2
+        clock.now += 1
+        await get_queue(client)
+        assert logins(mock) == 3

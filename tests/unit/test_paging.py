@@ -4,12 +4,14 @@ count=0, silent clamping, ties in a new order on every call, a total that disagr
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
@@ -286,3 +288,52 @@ async def test_paging_waits_for_the_rate_limit_window_between_pages(
     answer = await fetch(client, page_size=4)
     assert len(rows_of(answer)) == 8
     assert time.monotonic() - started >= 0.3  # the second page waited for the reset
+
+
+# --- total is a hint (issue 13, point 1) and count=0 may be refused (issue 9, point 1) -----
+
+
+async def test_a_total_far_too_low_does_not_end_paging_early(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    # The newest servers count `total` in a second aggregation that can lag the page.
+    server = PagedServer(make_rows(1000), total_skew=-150)
+    mock.get(QUEUE, callback=server, repeat=True)
+    answer = await fetch(client, page_size=100)
+    assert len(rows_of(answer)) == 1000
+    assert keys(rows_of(answer)) == expected_keys(server.rows)
+    # Ten full pages, then the empty one that ends it.
+    assert len(server.queries) == 11
+
+
+async def test_a_400_to_count_zero_pages_that_endpoint_from_then_on(
+    mock: aioresponses, client: RocketChatClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = PagedServer(make_rows(230))
+    refusal = {"success": False, "error": "elements of arrays in $facet spec must be non-empty"}
+
+    def refusing_count_zero(url: URL, **kwargs: Any) -> CallbackResult:
+        if str(kwargs["params"].get("count")) == "0":
+            server.queries.append({"count": "0"})
+            return CallbackResult(status=400, payload=refusal)
+        return server(url, **kwargs)
+
+    mock.get(QUEUE, callback=refusing_count_zero, repeat=True)
+    with caplog.at_level(logging.WARNING):
+        first, first_codes = await counted(fetch(client))
+        second, second_codes = await counted(fetch(client))
+    assert len(rows_of(first)) == len(rows_of(second)) == 230
+    assert first_codes == ("400", "200", "200", "200")  # then pages of 100, 100, 30
+    assert second_codes == ("200", "200", "200")  # count=0 is never sent again
+    assert [q["count"] for q in server.queries].count("0") == 1
+    refused = [r for r in caplog.records if "refuses count=0" in r.getMessage()]
+    assert len(refused) == 1
+
+
+async def test_a_400_to_a_positive_count_fails_the_poll(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    mock.get(QUEUE, status=400, payload={"success": False, "error": "bad"}, repeat=True)
+    answer, codes = await counted(fetch(client, page_size=100))
+    assert answer.outcome is Outcome.BAD_REQUEST
+    assert codes == ("400",)
