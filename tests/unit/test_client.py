@@ -1,5 +1,6 @@
 """The Rocket.Chat client: every answer of every server era maps to one outcome
-(rocketchat-api.md §3, §4), the rate limit is honoured, credentials are sent and renewed."""
+(docs/rocketchat-api.md, "Error bodies" and "Rate limits"), the rate limit is honoured,
+credentials are sent and renewed."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def sent_headers(mock: aioresponses) -> list[dict[str, str]]:
     return [call.kwargs["headers"] for calls in mock.requests.values() for call in calls]
 
 
-# --- success and the shapes rows come in (§1.4) --------------------------------------------
+# --- success and the shapes rows come in (docs/rocketchat-api.md, "livechat/queue") ------
 
 
 async def test_a_good_answer_is_a_success_with_rows(
@@ -125,7 +126,7 @@ async def test_a_deleted_agent_row_of_old_servers_is_accepted(
     assert answer.data.rows[0].user.id is None
 
 
-# --- failures, per era's body (§4) ---------------------------------------------------------
+# --- failures, per era's body (docs/rocketchat-api.md, "Error bodies") -------------------
 
 UNAUTHORIZED_BODIES: list[dict[str, Any]] = [
     {"status": "error", "message": "You must be logged in to do this."},
@@ -318,7 +319,7 @@ async def test_an_oversized_answer_is_refused_not_buffered(mock: aioresponses) -
     assert "larger than" in answer.message
 
 
-# --- the rate limit (§3) -------------------------------------------------------------------
+# --- the rate limit (docs/rocketchat-api.md, "Rate limits") -------------------------------
 
 
 def limit_headers(remaining: int, reset_in: float, server_now: float) -> dict[str, str]:
@@ -399,7 +400,7 @@ async def test_a_short_wait_for_the_window_is_slept(
     assert (await get_queue(client, max_wait=1.0)).ok
 
 
-# --- credentials (§4) ----------------------------------------------------------------------
+# --- credentials (docs/rocketchat-api.md, "Login and tokens") -----------------------------
 
 
 async def test_the_token_goes_in_the_two_headers(

@@ -1,6 +1,6 @@
 """Credentials under stress: sessions renewed once and never in a loop, malformed tokens
 refused with a clear message, and no credential quoted back from an answer
-(rocketchat-api.md §4)."""
+(docs/rocketchat-api.md, "Login and tokens")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Paging through livechat/queue as the real server pages (rocketchat-api.md §1.6, §1.7, §2):
+"""Paging through livechat/queue as the real server pages (docs/rocketchat-api.md, "Paging"):
 count=0, silent clamping, ties in a new order on every call, a total that disagrees."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class PagedServer:
 
     def _sorted(self, sort: dict[str, int]) -> list[dict[str, Any]]:
         rows = list(self.rows)
-        self.rng.shuffle(rows)  # ties come back in a new order on every call (§1.7)
+        self.rng.shuffle(rows)  # ties come back in a new order on every call
         for key, direction in reversed(sort.items()):
             rows.sort(key=lambda row: _value(row, key), reverse=direction < 0)
         return rows
