@@ -20,9 +20,11 @@ AGENT_STATUS_HELP = (
     "omnichannel availability (livechat_status), from livechat/users/agent."
 )
 LABELS = ("agent_id", "agent", "status", "livechat_status")
+# Older servers also check manage-livechat-agents at the route (docs/rocketchat-api.md,
+# "Permissions").
 PERMISSION = (
-    "transfer-livechat-guest or edit-omnichannel-contact (manage-livechat-agents on servers "
-    "before 5.0)"
+    "transfer-livechat-guest or edit-omnichannel-contact (older servers also need "
+    "manage-livechat-agents)"
 )
 STABLE_SORT = '{"_id":1}'
 # count=0 is a 400 on every server with Users.findAgentsWithDepartments (its $facet gets a
