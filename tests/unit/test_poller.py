@@ -251,3 +251,31 @@ def test_start_up_warns_when_the_interval_exceeds_the_default_limit() -> None:
     assert len(warnings) == 1
     assert "livechat/queue 12 times a minute" in warnings[0]
     assert "bot role" in warnings[0]
+
+
+async def test_a_poll_of_many_pages_warns_once_that_it_exceeds_the_servers_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Paging(ScriptedCollector):
+        async def poll(self) -> Result[Families]:
+            self.started.append(time.monotonic())
+            for _ in range(3):  # three pages, as the client notes them, plus a name lookup
+                note_request(self.endpoint, "200")
+            note_request("livechat/department", "200")
+            return Result(Outcome.SUCCESS, families(1), status=200, rate_limit=RateLimit(10, 9, 5))
+
+    collector = Paging([SUCCESS])
+    with caplog.at_level(logging.WARNING):
+        async with running(collector, interval=10) as h:
+            await until(lambda: polls(h, "success") >= 1)
+            assert (
+                h.value(
+                    "rocketchat_livechat_exporter_requests_total", collector="queue", code="200"
+                )
+                == 4
+            )
+    warned = [
+        r for r in caplog.records if r.getMessage() == "polling exceeds the server's rate limit"
+    ]
+    assert len(warned) == 1
+    assert warned[0].__dict__["kv"]["requests_per_poll"] == 3  # only the endpoint's own requests
