@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.outcome import Outcome, Result
@@ -71,7 +71,7 @@ async def fetch_all(
         wait = MAX_WAIT_BETWEEN_PAGES if progress.pages else 0.0
         result = await client.get(endpoint, query, model, max_wait=wait)
         if result.data is None:
-            if count == 0 and result.status == 400:
+            if count == 0 and refuses_unlimited_count(result):
                 _refuse_unlimited(client, endpoint, result.message)
                 count = FALLBACK_PAGE_SIZE
                 continue
@@ -88,6 +88,12 @@ async def fetch_all(
             return result.failed(Outcome.INVALID_RESPONSE, message)
         if count == 0:
             count = FALLBACK_PAGE_SIZE
+
+
+def refuses_unlimited_count(result: Result[Any]) -> bool:
+    """A 400 `failure()` of a plain exception: the model could not run the query with no
+    limit. Not a 400 of a proxy, nor one naming a cause (`invalid-params`, a bad sort...)."""
+    return result.status == 400 and result.error_type == ""
 
 
 def _refuse_unlimited(client: RocketChatClient, endpoint: str, message: str) -> None:

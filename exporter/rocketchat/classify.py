@@ -60,8 +60,9 @@ def classify(reply: HttpReply, model: type[T], secrets: Sequence[str]) -> Result
         return Result(Outcome.INVALID_RESPONSE, None, str(error), status)
     if 200 <= status < 300:
         return _decode(reply, model, limit, secrets)
-    outcome, message = status_outcome(status, error_text(reply.body, secrets))
-    return Result(outcome, None, message, status, limit)
+    quoted_error, error_type = error_fields(reply.body, secrets)
+    outcome, message = status_outcome(status, quoted_error)
+    return Result(outcome, None, message, status, limit, error_type=error_type)
 
 
 def _decode(
@@ -108,18 +109,25 @@ def status_outcome(status: int, error: str) -> tuple[Outcome, str]:
     return Outcome.INVALID_RESPONSE, f"unexpected HTTP status {status}"
 
 
-def error_text(body: bytes | bytearray, secrets: Sequence[str]) -> str:
-    """The `error` or `message` of an error body in any era's shape
-    (docs/rocketchat-api.md, "Error bodies"), cut to one line."""
+def error_fields(body: bytes | bytearray, secrets: Sequence[str]) -> tuple[str, str | None]:
+    """The `error` (or `message`) of an error body in any era's shape, cut to one line, and its
+    `errorType` ("" when absent; None unless the body is a `success: false` object)
+    (docs/rocketchat-api.md, "Error bodies")."""
     try:
         decoded = msgspec.json.decode(body)
     except _UNREADABLE:
-        return _one_line(quoted(body, secrets), 120)
-    if isinstance(decoded, dict):
-        for key in ("error", "message"):
-            if isinstance(decoded.get(key), str) and decoded[key]:
-                return _one_line(_redact(decoded[key], secrets))
-    return ""
+        return _one_line(quoted(body, secrets), 120), None
+    if not isinstance(decoded, dict):
+        return "", None
+    text = ""
+    for key in ("error", "message"):
+        if isinstance(decoded.get(key), str) and decoded[key]:
+            text = _one_line(_redact(decoded[key], secrets))
+            break
+    error_type = decoded.get("errorType")
+    if decoded.get("success") is not False:
+        return text, None
+    return text, error_type if isinstance(error_type, str) else ""
 
 
 def quoted(body: bytes | bytearray, secrets: Sequence[str]) -> str:

@@ -49,6 +49,10 @@ class Result(Generic[T]):
     # The failure came from POST /api/v1/login, not from the collector's own endpoint: a 403
     # there says nothing about the endpoint's permission.
     at_login: bool = False
+    # The `errorType` of a Rocket.Chat error body: "" for a `failure()` of a plain exception
+    # (e.g. MongoDB refusing the query), None when the body is no Rocket.Chat error object
+    # (a proxy's page, say). docs/rocketchat-api.md, "Error bodies".
+    error_type: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -56,7 +60,9 @@ class Result(Generic[T]):
 
     def failed(self, outcome: Outcome, message: str) -> Result[Any]:
         """This result re-labelled as a failure (e.g. a page that breaks paging)."""
-        return Result(outcome, None, message, self.status, self.rate_limit, self.at_login)
+        return Result(
+            outcome, None, message, self.status, self.rate_limit, self.at_login, self.error_type
+        )
 
     def carrying(self, data: U) -> Result[U]:
         """This result's outcome and headers, with other data (what a collector made of it)."""

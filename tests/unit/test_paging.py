@@ -337,3 +337,27 @@ async def test_a_400_to_a_positive_count_fails_the_poll(
     answer, codes = await counted(fetch(client, page_size=100))
     assert answer.outcome is Outcome.BAD_REQUEST
     assert codes == ("400",)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"Bad Request: X-Auth-Token: t", "text/plain"),  # a proxy's, not the server's
+        (
+            b'{"success":false,"error":"must NOT have additional properties [invalid-params]",'
+            b'"errorType":"invalid-params"}',
+            "application/json",
+        ),
+    ],
+    ids=["proxy", "invalid-params"],
+)
+async def test_a_400_that_names_another_cause_does_not_switch_to_paging(
+    mock: aioresponses, client: RocketChatClient, body: bytes, content_type: str
+) -> None:
+    mock.get(QUEUE, status=400, body=body, content_type=content_type)
+    mock.get(QUEUE, callback=PagedServer(make_rows(3)), repeat=True)
+    failed, codes = await counted(fetch(client))
+    assert failed.outcome is Outcome.BAD_REQUEST
+    assert codes == ("400",)
+    assert client.unlimited_count_refused == set()
+    assert (await fetch(client)).ok
