@@ -77,6 +77,30 @@ async def test_paging_gets_every_row_when_total_is_150_too_low(tmp_path: Path) -
     assert tracebacks(exporter) == []
 
 
+# --- issue 9, point 1: a server whose model refuses count=0 ---------------------------------
+
+
+async def test_a_400_to_count_zero_pages_the_endpoint_from_then_on(
+    fake: FakeRocketChat, tmp_path: Path
+) -> None:
+    # What Users.findAgentsWithDepartments answers to an unlimited count, here on the queue.
+    facet = "elements of arrays in $facet spec must be non-empty objects"
+    fake.inject(Reply.json({"success": False, "error": facet}, status=400), path=QUEUE)
+    exporter = await start_exporter(exporter_config(fake), tmp_path)
+    try:
+        scrape = await exporter.wait_for_polls(more_than=2, within=WITHIN)
+    finally:
+        await exporter.stop()
+    assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
+    assert polls(scrape, "bad_request") == 0  # the first poll already paged instead
+    counts = [dict(r.query).get("count") for r in fake.requests_to(QUEUE)]
+    assert counts[0] == "0"
+    assert "0" not in counts[1:]
+    refused = [e for e in exporter.logs if "refuses count=0" in e.get("msg", "")]
+    assert len(refused) == 1
+    assert tracebacks(exporter) == []
+
+
 # --- points 2 and 3: answers that made the client raise ----------------------------------
 
 
