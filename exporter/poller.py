@@ -27,8 +27,8 @@ from exporter.snapshot import Families
 log = logging.getLogger(__name__)
 
 JITTER = 0.05  # each interval is stretched or shortened by up to 5%
-# Rocket.Chat's default: 10 calls a minute per endpoint and client IP
-# (docs/rocketchat-api.md, "Rate limits").
+# Rocket.Chat's default: 10 calls a minute per endpoint and client IP (docs/rocketchat-api.md,
+# "Rate limits").
 DEFAULT_RATE_LIMIT_PER_MINUTE = 10
 RATE_LIMIT_FIX = (
     "give the exporter's Rocket.Chat user the bot role or the api-bypass-rate-limit "

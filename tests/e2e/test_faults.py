@@ -161,8 +161,8 @@ def rate_limited_user(stage: Stage) -> None:
 
 def rate_limit_storm() -> tuple[Step, Step]:
     """Another client on the same IP takes every call of every window (the limit counts per
-    IP, docs/rocketchat-api.md, "Rate limits"), so each of the exporter's requests is refused
-    with a 429."""
+    IP, docs/rocketchat-api.md, "Rate limits"), so each of the exporter's requests
+    is refused with a 429."""
 
     async def start(stage: Stage) -> None:
         neighbour = stage.fake.add_user(ApiUser.supervisor("Neighbour00000001", "neighbour-token"))
