@@ -14,7 +14,7 @@ from types import MappingProxyType
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.rocketchat.answers import Outcome
+from exporter.rocketchat.outcome import Outcome
 
 # One sample: its label values (in the family's label order) and its value.
 Sample = tuple[tuple[str, ...], float]

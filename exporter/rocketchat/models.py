@@ -3,8 +3,10 @@
 Decoding validates as it goes: a wrong type anywhere (``chats`` as a string, ``queue`` not a
 list) fails the whole answer with a message naming the path, e.g.
 ``Expected `int`, got `str` - at `$.queue[3].chats```. Unknown fields are ignored, because newer
-servers add some (rocketchat-api.md §1.4). ``gc=False`` on the row types: they hold only strings
-and numbers, and skipping the cycle collector makes a 50,000-row answer decode ~3x faster.
+servers add some (docs/rocketchat-api.md, "livechat/queue"). Numbers are bounded: a count of
+hundreds of digits is a wrong answer, not a metric value. ``gc=False`` on the row types: they
+hold only strings and numbers, and skipping the cycle collector makes a 50,000-row answer
+decode ~3x faster.
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ from typing import Annotated
 
 import msgspec
 
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+# Above 2**53 a count would not survive the float of a Prometheus sample.
+NonNegative = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
 class Page(msgspec.Struct, kw_only=True):
-    """The paging fields every list endpoint returns (rocketchat-api.md §1.6, §2)."""
+    """The paging fields every list endpoint returns that the exporter reads
+    (docs/rocketchat-api.md, "Paging"); `count` and `offset` only echo the request."""
 
-    count: int | None = None
-    offset: int | None = None
-    total: int | None = None  # the row count of the whole result, not a chat count
+    total: NonNegative | None = None  # the row count of the whole result: a hint, never exact
     success: bool = True
 
 
-# --- livechat/queue (§1.4) -----------------------------------------------------------------
+# --- livechat/queue ------------------------------------------------------------------------
 
 
 class QueueUser(msgspec.Struct, gc=False, kw_only=True):
@@ -56,7 +58,7 @@ class QueuePage(Page, kw_only=True):
         return self.queue
 
 
-# --- livechat/inquiries.list (§5.1) --------------------------------------------------------
+# --- livechat/inquiries.list ------------------------------------------------------------
 
 
 class Inquiry(msgspec.Struct, gc=False, kw_only=True):
@@ -74,7 +76,7 @@ class InquiriesPage(Page, kw_only=True):
         return self.inquiries
 
 
-# --- livechat/users/agent (§5.3) -----------------------------------------------------------
+# --- livechat/users/agent ---------------------------------------------------------------
 
 
 class Agent(msgspec.Struct, gc=False, kw_only=True):
@@ -92,7 +94,7 @@ class AgentsPage(Page, kw_only=True):
         return self.users
 
 
-# --- livechat/department (§5.4) ------------------------------------------------------------
+# --- livechat/department ----------------------------------------------------------------
 
 
 class Department(msgspec.Struct, gc=False, kw_only=True):
@@ -108,7 +110,7 @@ class DepartmentsPage(Page, kw_only=True):
         return self.departments
 
 
-# --- POST login (§4.5) ---------------------------------------------------------------------
+# --- POST login ---------------------------------------------------------------------------
 
 
 class LoginData(msgspec.Struct, kw_only=True):
@@ -116,6 +118,6 @@ class LoginData(msgspec.Struct, kw_only=True):
     auth_token: str = msgspec.field(name="authToken")
 
 
-class LoginAnswer(msgspec.Struct, kw_only=True):
+class LoginSuccess(msgspec.Struct, kw_only=True):
     status: str | None = None
     data: LoginData

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter import exposition as exposition_module
 from exporter.exposition import Exposition, Format, SelfMetricsText, Variant, negotiate
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.outcome import Outcome, Result
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Family
 
@@ -211,7 +211,7 @@ def test_self_metrics_rendered_a_family_at_a_time_equal_one_render(fmt: Format) 
     metrics = SelfMetrics(["queue"])
     text = SelfMetricsText(metrics.registry)
     assert _without_process(text.render(fmt)) == _without_process(fmt.render(metrics.registry))
-    metrics.record_poll("queue", Answer(Outcome.TIMEOUT, None, "slow"), 2.5)  # changes families
+    metrics.record_poll("queue", Result(Outcome.TIMEOUT, None, "slow"), 2.5)  # changes families
     rendered = text.render(fmt)
     assert b'result="timeout"} 1.0' in rendered
     assert _without_process(rendered) == _without_process(fmt.render(metrics.registry))

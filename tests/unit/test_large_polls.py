@@ -21,6 +21,7 @@ from exporter.collectors.queue import QUEUE_CHATS, QueueCollector, samples
 from exporter.config import PollConfig
 from exporter.exposition import Exposition, Format, Variant
 from exporter.rocketchat import client as client_module
+from exporter.rocketchat.classify import classify
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage
 from exporter.web import WebOptions, create_app
@@ -47,13 +48,13 @@ async def test_a_large_answer_is_decoded_off_the_event_loop(
     mock: aioresponses, client: RocketChatClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoded_in: list[threading.Thread] = []
-    real_decode = client_module._decode
+    real_decode = classify
 
     def noting(*args: Any) -> Any:
         decoded_in.append(threading.current_thread())
         return real_decode(*args)
 
-    monkeypatch.setattr(client_module, "_decode", noting)
+    monkeypatch.setattr(client_module, "classify", noting)
     monkeypatch.setattr(client_module, "DECODE_IN_THREAD_ABOVE", 1000)
     rows = queue_rows(100)
     for _ in range(2):
