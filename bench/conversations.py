@@ -31,6 +31,7 @@ from exporter.exposition import Format, render_text
 from exporter.fake import ApiUser, FakeRocketChat, World, make_world
 from exporter.rocketchat.auth import TokenAuth
 from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.tally import RequestTally, count_requests_in
 from exporter.snapshot import Families, Family, Snapshot
 
 
@@ -82,9 +83,11 @@ async def requests_per_poll(polls: int = 10, per_minute: int = 100) -> list[int]
             for _ in range(per_minute):  # spread over the minute
                 clock.now += 60 / per_minute
                 close_served(world, departments, agents, 1)
+            tally = RequestTally()
+            count_requests_in(tally)
             answer = await collector.poll()
             assert answer.ok, answer.message
-            counts.append(sum(1 for endpoint, _ in answer.requests if endpoint == "livechat/rooms"))
+            counts.append(tally.requests_to("livechat/rooms"))
     return counts
 
 
@@ -135,6 +138,8 @@ async def large_window(rooms: int) -> dict[str, float]:
             assert (await collector.poll()).ok
             gc.collect()
             reset_peak()
+            tally = RequestTally()
+            count_requests_in(tally)
             rss, cpu, wall = rss_bytes(), time.process_time(), time.perf_counter()
             answer = await collector.poll()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -143,7 +148,7 @@ async def large_window(rooms: int) -> dict[str, float]:
             grown = rss_bytes() - rss
             assert answer.ok, answer.message
             assert answer.data is not None
-            requests = sum(1 for endpoint, _ in answer.requests if endpoint == "livechat/rooms")
+            requests = tally.requests_to("livechat/rooms")
         parent.send("stop")
     finally:
         process.join(10)

@@ -47,7 +47,7 @@ DEFAULT_ROWS = (1_000, 10_000, 50_000)
 TARGETS = ("exporter", "baseline", "bare", "paging")
 SCENARIOS = (("text", 1), ("gzip", 1), ("text", 8), ("gzip", 8))
 MB = 2**20
-# Rocket.Chat's defaults with API_Allow_Infinite_Count off (rocketchat-api.md §2).
+# Rocket.Chat's defaults with API_Allow_Infinite_Count off (docs/rocketchat-api.md, "Paging").
 DEFAULT_COUNT, UPPER_COUNT_LIMIT = 50, 100
 _POLLS_TOTAL = re.compile(
     rb'rocketchat_livechat_exporter_polls_total\{collector="queue",result="success"\} (\S+)'

@@ -29,8 +29,8 @@ from exporter.logs import LEVELS, RedactingFilter, setup_logging
 from exporter.poller import Poller
 from exporter.reload import Collectors, Reloader, ReloadMetrics
 from exporter.selfmetrics import SelfMetrics
-from exporter.web import ConnectionLimits, GuardedAppRunner, WebOptions, create_app
-from exporter.webconfig import WebConfigError, WebConfigWatcher, basic_auth_middleware
+from exporter.web import ConnectionLimits, GuardedSite, WebOptions, create_app
+from exporter.webconfig import WebConfigError, WebConfigWatcher, web_config_middleware
 from exporter.yamlfile import quote
 
 log = logging.getLogger("exporter")
@@ -233,15 +233,20 @@ async def _run(
     _on_signal(signal.SIGHUP, reloader.reload)
     limits = ConnectionLimits()
     web_options = WebOptions(options.telemetry_path, config.rocketchat.url, limits)
-    middlewares = [basic_auth_middleware(web_config)] if web_config is not None else []
+    middlewares = [web_config_middleware(web_config)] if web_config is not None else []
     app = create_app(exposition, web_options, poller.statuses, middlewares, reload=reloader.reload)
-    runner = GuardedAppRunner(app, limits, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
+    runner = web.AppRunner(
+        app,
+        keepalive_timeout=limits.keepalive_timeout,
+        shutdown_timeout=SHUTDOWN_GRACE,
+        access_log=None,
+    )
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     tune_runtime()
     tls = web_config.ssl_context if web_config is not None else None
     try:
-        await web.TCPSite(runner, options.listen_host, options.listen_port, ssl_context=tls).start()
+        await GuardedSite(runner, options.listen_host, options.listen_port, ssl_context=tls).start()
     except OSError as error:
         where = f"{options.listen_host or ''}:{options.listen_port}"
         log.error("cannot listen", extra={"kv": {"address": where, "error": error.strerror}})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import struct
 import time
 import zlib
@@ -68,28 +69,45 @@ class Variant:
 
 
 def negotiate(accept: str, accept_encoding: str) -> Variant:
-    """OpenMetrics when the scraper lists it (Prometheus does), else the text format; gzip when
-    accepted. A media type or coding with q=0 counts as refused."""
+    """The variant a scraper prefers, by the q-values of its headers (RFC 9110, 12.5).
+
+    OpenMetrics when its media type is listed and ranks at least as high as the text format
+    (Prometheus ranks it first); otherwise the text format, which every scraper reads, even
+    one that ranks nothing acceptable. gzip when `gzip` (or `*` without a `gzip` entry) has a
+    q-value above 0; `gzip;q=0` refuses it."""
+    types = _weights(accept)
+    openmetrics = types.get("application/openmetrics-text", 0.0)
+    text = max(types.get("text/plain", 0.0), types.get("text/*", 0.0), types.get("*/*", 0.0))
+    codings = _weights(accept_encoding)
+    gzip = codings.get("gzip", codings.get("*", 0.0))
     return Variant(
-        Format.OPENMETRICS if _accepts(accept, "application/openmetrics-text") else Format.TEXT,
-        _accepts(accept_encoding, "gzip"),
+        Format.OPENMETRICS if openmetrics > 0 and openmetrics >= text else Format.TEXT,
+        gzip > 0,
     )
 
 
-def _accepts(header: str, wanted: str) -> bool:
-    for item in header.split(","):
+def _weights(header: str) -> dict[str, float]:
+    """Each listed name (lower case) with its highest q-value; a bad q-value counts as 0."""
+    weights: dict[str, float] = {}
+    for item in header.split(",")[:64]:  # a scraper lists a few; bound what a client can cost
         name, *params = (part.strip() for part in item.split(";"))
-        if name.lower() != wanted:
+        if not name:
             continue
+        weight = 1.0
         for param in params:
             key, _, value = param.partition("=")
             if key.strip().lower() == "q":
-                try:
-                    return float(value) > 0
-                except ValueError:
-                    return False
-        return True
-    return False
+                weight = _q_value(value.strip())
+        name = name.lower()
+        weights[name] = max(weights.get(name, 0.0), weight)
+    return weights
+
+
+def _q_value(text: str) -> float:
+    # RFC 9110: 0 to 1 with at most three decimals; anything else is not a weight.
+    if not re.fullmatch(r"(0(\.\d{0,3})?|1(\.0{0,3})?)", text):
+        return 0.0
+    return float(text)
 
 
 Chunks = tuple[bytes, ...]
@@ -252,10 +270,6 @@ class Exposition:
                 "render": f"{time.perf_counter() - started:.3f}s",
             }
             log.debug("snapshot published", extra={"kv": fields})
-
-    async def scrape(self, variant: Variant) -> bytes:
-        """The whole body for one scrape, in one piece."""
-        return bytes(await self.answer(variant))
 
     async def answer(self, variant: Variant) -> Body:
         """The body for one scrape: cached data part plus fresh self-metrics."""

@@ -21,7 +21,8 @@ from types import MappingProxyType
 from exporter.collectors import Collector
 from exporter.durations import format_duration
 from exporter.exposition import Exposition
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.outcome import Outcome, Result
+from exporter.rocketchat.tally import RequestTally, count_requests_in
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import CollectorStatus, Families
 
@@ -176,9 +177,10 @@ class Poller:
             next_start = max(next_start, ready_at(collector.endpoint))
             await self._wait_until(next_start, collector.name, status)
 
-    async def poll_once(self, collector: Collector, status: _State) -> Answer[Families]:
+    async def poll_once(self, collector: Collector, status: _State) -> Result[Families]:
         started = self._clock()
-        answer = await self._poll_dropping_stale(collector, status)
+        tally = self._metrics.tally(collector.name)
+        answer = await self._poll_dropping_stale(collector, status, tally)
         duration = self._clock() - started
         if answer.data is not None:
             await self._exposition.publish(collector.name, answer.data)
@@ -191,14 +193,16 @@ class Poller:
             await self._drop_if_stale(collector.name, status)
         self._metrics.record_poll(collector.name, answer, duration)
         self._log_transition(collector.name, status, answer, duration)
-        self._warn_if_over_rate_limit(collector.endpoint, status, answer)
+        self._warn_if_over_rate_limit(collector.endpoint, status, answer, tally)
         self._publish_status(status)
         return answer
 
-    async def _poll_dropping_stale(self, collector: Collector, status: _State) -> Answer[Families]:
+    async def _poll_dropping_stale(
+        self, collector: Collector, status: _State, tally: RequestTally
+    ) -> Result[Families]:
         """Polls; a slow poll (timeouts, pages, rate-limit waits) must not keep stale series
         past their time, so the drop can happen while the poll runs."""
-        task = asyncio.create_task(self._poll_safely(collector))
+        task = asyncio.create_task(self._poll_safely(collector, tally))
         try:
             while True:
                 drop_at = self._drop_time(status)
@@ -211,9 +215,10 @@ class Poller:
             task.cancel()
 
     @staticmethod
-    async def _poll_safely(collector: Collector) -> Answer[Families]:
+    async def _poll_safely(collector: Collector, tally: RequestTally) -> Result[Families]:
         """A bug in a collector must not stop the others: it is logged with its stack and
         counted as a failed poll."""
+        count_requests_in(tally)  # this task's requests only
         try:
             return await collector.poll()
         except Exception as error:
@@ -222,7 +227,7 @@ class Poller:
                 exc_info=True,
                 extra={"kv": {"collector": collector.name}},
             )
-            return Answer(Outcome.INVALID_RESPONSE, None, f"internal error: {error!r}")
+            return Result(Outcome.INVALID_RESPONSE, None, f"internal error: {error!r}")
 
     async def _wait_until(self, deadline: float, name: str, status: _State) -> None:
         """Sleeps until `deadline`, waking on the way to drop stale series on time."""
@@ -250,7 +255,7 @@ class Poller:
         )
 
     def _log_transition(
-        self, name: str, status: _State, answer: Answer[Families], duration: float
+        self, name: str, status: _State, answer: Result[Families], duration: float
     ) -> None:
         previous, status.outcome = status.outcome, answer.outcome
         status.message = self._redact(answer.message)
@@ -274,14 +279,18 @@ class Poller:
             )
 
     def _warn_if_over_rate_limit(
-        self, endpoint: str, status: _State, answer: Answer[Families]
+        self,
+        endpoint: str,
+        status: _State,
+        answer: Result[Families],
+        tally: RequestTally,
     ) -> None:
         """Once per collector: the server limits this user, and a poll's requests at this
         interval would exceed the limit (paging can take many requests a poll)."""
         limit = answer.rate_limit.limit if answer.rate_limit else None
         if status.warned_rate or not answer.ok or not limit:
             return
-        requests = answer.requests_to(endpoint)
+        requests = tally.requests_to(endpoint)
         per_minute = requests * 60 / status.interval
         if per_minute > limit:
             status.warned_rate = True

@@ -1,5 +1,8 @@
 """The exporter's own metrics: poll outcomes, requests, rate limit, build info, process.
 
+Requests are counted as the client sends them (`exporter/rocketchat/tally.py`):
+`tally(collector)` gives the poller the per-poll tally that feeds requests_total.
+
 They live in their own registry, small enough to render on every scrape, apart from the data
 series, which are rendered once per snapshot (see exposition.py).
 """
@@ -23,7 +26,8 @@ from prometheus_client import (
 )
 
 from exporter import __version__
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.outcome import Outcome, Result
+from exporter.rocketchat.tally import RequestTally
 
 POLL_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -84,20 +88,27 @@ class SelfMetrics:
                 self.polls.labels(collector, outcome.value)
             self.poll_duration.labels(collector)
 
-    def record_poll(self, collector: str, answer: Answer[Any], duration: float) -> None:
-        self.polls.labels(collector, answer.outcome.value).inc()
-        self.poll_duration.labels(collector).observe(duration)
-        for code in answer.codes:
-            self.requests.labels(collector, code).inc()
-        self.up.labels(collector).set(1 if answer.ok else 0)
-        if answer.ok:
-            self.last_success.labels(collector).set(time.time())
-        self._record_rate_limit(collector, answer)
+    def tally(self, collector: str) -> RequestTally:
+        """A tally for one poll of `collector`: each request it notes counts at once."""
+        counter = self.requests
 
-    def _record_rate_limit(self, collector: str, answer: Answer[Any]) -> None:
-        if answer.status is None:
+        def count(_endpoint: str, code: str) -> None:
+            counter.labels(collector, code).inc()
+
+        return RequestTally(count)
+
+    def record_poll(self, collector: str, result: Result[Any], duration: float) -> None:
+        self.polls.labels(collector, result.outcome.value).inc()
+        self.poll_duration.labels(collector).observe(duration)
+        self.up.labels(collector).set(1 if result.ok else 0)
+        if result.ok:
+            self.last_success.labels(collector).set(time.time())
+        self._record_rate_limit(collector, result)
+
+    def _record_rate_limit(self, collector: str, result: Result[Any]) -> None:
+        if result.status is None:
             return  # no answer came: nothing is known about the limit
-        remaining = answer.rate_limit.remaining if answer.rate_limit else None
+        remaining = result.rate_limit.remaining if result.rate_limit else None
         if remaining is not None:
             self.rate_limit_remaining.labels(collector).set(remaining)
         else:

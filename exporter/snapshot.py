@@ -15,7 +15,7 @@ from typing import Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.rocketchat.answers import Outcome
+from exporter.rocketchat.outcome import Outcome
 
 # One sample: its label values (in the family's label order) and its value.
 Sample = tuple[tuple[str, ...], float]

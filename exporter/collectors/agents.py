@@ -1,6 +1,6 @@
 """The agents collector: every omnichannel agent with its presence and livechat status, idle
 ones included, from livechat/users/agent (docs/rocketchat-api.md, "livechat/users/agent").
-livechat/queue lists only agents who hold a chat.
+livechat/queue lists only agents who hold a chat. Also the agents of each department.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from exporter.collectors import poll_failed
 from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.paging import fetch_all
 from exporter.config import PollConfig
-from exporter.rocketchat.answers import Answer, Request
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import Agent, AgentsPage
+from exporter.rocketchat.outcome import Result
 from exporter.snapshot import Families, Family, Interner
 
 AGENT_STATUS = "rocketchat_livechat_agent_status"
@@ -28,14 +28,17 @@ DEPARTMENT_AGENTS_HELP = (
 DEPARTMENT_LABELS = ("department_id", "department", "status", "livechat_status")
 # Kept at 0 for every known department: an alert on "waiting, nobody online and available".
 READY = ("online", "available")
+# Older servers also check manage-livechat-agents at the route (docs/rocketchat-api.md,
+# "Permissions").
 PERMISSION = (
-    "transfer-livechat-guest or edit-omnichannel-contact (manage-livechat-agents on servers "
-    "before 5.0)"
+    "transfer-livechat-guest or edit-omnichannel-contact (older servers also need "
+    "manage-livechat-agents)"
 )
 STABLE_SORT = '{"_id":1}'
 # count=0 is a 400 on every server with Users.findAgentsWithDepartments (its $facet gets a
-# literal 0 as $limit): page with the server's upper limit instead.
-UNLIMITED_REFUSED_PAGE_SIZE = 100
+# literal 0 as $limit), so this endpoint is always paged: by the server's upper limit unless
+# `poll.page_size` says otherwise.
+PAGE_SIZE = 100
 
 
 def agent_id(agent: Agent) -> str:
@@ -54,15 +57,14 @@ class AgentsCollector:
     ) -> None:
         self._client = client
         self._departments = departments
-        self._page_size = poll.page_size or UNLIMITED_REFUSED_PAGE_SIZE
+        self._page_size = poll.page_size or PAGE_SIZE
 
-    async def poll(self) -> Answer[Families]:
-        lookups: tuple[Request, ...] = ()
+    async def poll(self) -> Result[Families]:
         if self._departments is not None:  # names for the per-department series
-            lookups = await self._departments.refresh_if_due(self._client)
+            await self._departments.refresh_if_due(self._client)
         # No filter parameters: older servers reject the newer ones (onlyAvailable,
         # showIdleAgents) with a 400, and the defaults already list every agent.
-        answer = await fetch_all(
+        result = await fetch_all(
             self._client,
             self.endpoint,
             {},
@@ -71,8 +73,8 @@ class AgentsCollector:
             model=AgentsPage,
             key=agent_id,
         )
-        if answer.data is None:
-            return poll_failed(answer, PERMISSION).with_requests(lookups)
+        if result.data is None:
+            return poll_failed(result, PERMISSION)
         intern = Interner()
         samples = tuple(
             (
@@ -84,11 +86,11 @@ class AgentsCollector:
                 ),
                 1.0,
             )
-            for agent in answer.data.rows
+            for agent in result.data
         )
         family = Family(AGENT_STATUS, AGENT_STATUS_HELP, LABELS, samples)
-        families: Families = (family, self._per_department(answer.data.rows, intern))
-        return answer.carrying(families).with_requests(lookups)
+        families: Families = (family, self._per_department(result.data, intern))
+        return result.carrying(families)
 
     def _per_department(self, agents: list[Agent], intern: Interner) -> Family:
         counts: dict[tuple[str, str, str], int] = {}

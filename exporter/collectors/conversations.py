@@ -17,9 +17,9 @@ from exporter.collectors import poll_failed
 from exporter.collectors.closed_rooms import CloseLedger, Histogram, Window, iso_ms, to_ms
 from exporter.collectors.departments import DepartmentDirectory
 from exporter.config import ConversationsConfig, PollConfig
-from exporter.rocketchat.answers import Answer, Outcome, Request
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import ClosedRoom, RoomsPage
+from exporter.rocketchat.outcome import Outcome, Result
 from exporter.snapshot import Families, Family, Sample
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,8 @@ class ConversationsCollector:
         if poll.agent_id:
             self._filters["agents[]"] = poll.agent_id
 
-    async def poll(self) -> Answer[Families]:
-        lookups = await self._departments.refresh_if_due(self._client)
+    async def poll(self) -> Result[Families]:
+        await self._departments.refresh_if_due(self._client)
         window = self._ledger.window(self._server_now_ms())
         if window.skipped_ms:
             log.warning(
@@ -156,16 +156,16 @@ class ConversationsCollector:
                 extra={"kv": {"rooms": self._unreadable}},
             )
         if not answer.ok:
-            return poll_failed(answer, PERMISSION).with_requests(lookups)
+            return poll_failed(answer, PERMISSION)
         self._ledger.advance(window.end_ms)
         self._tally.zero_fill(self._departments.known())
-        return answer.carrying(self._families()).with_requests(lookups)
+        return answer.carrying(self._families())
 
     def _server_now_ms(self) -> int:
         now = self._server_clock()
         return round((now if now is not None else time.time()) * 1000)
 
-    async def _read(self, window: Window) -> Answer[None]:
+    async def _read(self, window: Window) -> Result[None]:
         """Counts the window's new rooms. Rooms already counted sort first, so reading starts
         after them; a counted room seen past that point means a late close hides among them,
         and the window is read again from its start."""
@@ -173,21 +173,19 @@ class ConversationsCollector:
         answer, consistent = await self._read_from(window, known)
         if answer.ok and not consistent and known:
             again, _ = await self._read_from(window, 0)
-            return again.with_requests(answer.requests)
+            return again
         return answer
 
-    async def _read_from(self, window: Window, offset: int) -> tuple[Answer[None], bool]:
+    async def _read_from(self, window: Window, offset: int) -> tuple[Result[None], bool]:
         start, rows_read, consistent = offset, 0, True
         present: set[str] = set()
-        requests: tuple[Request, ...] = ()
         for page_number in range(MAX_PAGES):
             wait = MAX_WAIT_BETWEEN_PAGES if page_number else 0.0
             answer = await self._client.get(
                 self.endpoint, self._params(window, offset), RoomsPage, max_wait=wait
             )
             if answer.data is None:
-                return answer.failed(answer.outcome, answer.message).with_requests(requests), True
-            requests += answer.requests
+                return answer.failed(answer.outcome, answer.message), True
             page = answer.data
             for room in page.rooms:
                 present.add(room.id)
@@ -202,10 +200,12 @@ class ConversationsCollector:
                     self._ledger.forget_missing(window, present)
                 elif page.total is not None and page.total != start + rows_read:
                     consistent = False
-                ok: Answer[None] = Answer(Outcome.SUCCESS, None, "", answer.status)
-                return ok.with_requests(requests), consistent
+                ok: Result[None] = Result(
+                    Outcome.SUCCESS, None, "", answer.status, answer.rate_limit
+                )
+                return ok, consistent
         message = f"paging did not end after {MAX_PAGES} pages"
-        return Answer(Outcome.INVALID_RESPONSE, None, message, requests=requests), True
+        return Result(Outcome.INVALID_RESPONSE, None, message), True
 
     def _count(self, room: ClosedRoom, window: Window) -> bool:
         """Counts `room` once; False if it was counted before."""

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 
 from exporter.collectors.paging import fetch_all
-from exporter.rocketchat.answers import Outcome, Request
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import Department, DepartmentsPage
+from exporter.rocketchat.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,13 @@ class DepartmentDirectory:
     def known(self) -> list[str]:
         return sorted(self._names)
 
-    async def refresh_if_due(self, client: RocketChatClient) -> tuple[Request, ...]:
-        """Re-reads livechat/department when due; returns the requests it made, for the
-        caller's request counter."""
+    async def refresh_if_due(self, client: RocketChatClient) -> None:
+        """Re-reads livechat/department when due (its requests count for the calling
+        collector)."""
         if self._clock() < self._next_refresh:
-            return ()
+            return
         self._next_refresh = self._clock() + self._refresh_every
-        answer = await fetch_all(
+        result = await fetch_all(
             client,
             ENDPOINT,
             {},
@@ -56,11 +56,10 @@ class DepartmentDirectory:
             model=DepartmentsPage,
             key=_department_id,
         )
-        self._note(answer.outcome, answer.message)
-        if answer.data is not None:
-            for department in answer.data.rows:
+        self._note(result.outcome, result.message)
+        if result.data is not None:
+            for department in result.data:
                 self.learn(department.id, department.name or "")
-        return answer.requests
 
     def _note(self, outcome: Outcome, message: str) -> None:
         """Logs a change of the refresh's fortune once, not every failed refresh."""

@@ -1,5 +1,6 @@
 """The inquiries collector: visitors waiting for an agent, per department, from
-livechat/inquiries.list (rocketchat-api.md §5.1). livechat/queue never sees them (§1.3).
+livechat/inquiries.list (docs/rocketchat-api.md, "livechat/inquiries.list"). livechat/queue
+never sees them.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from exporter.collectors import poll_failed
 from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.paging import fetch_all
 from exporter.config import PollConfig
-from exporter.rocketchat.answers import Answer, Outcome
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import InquiriesPage, Inquiry
+from exporter.rocketchat.outcome import Outcome, Result
 from exporter.snapshot import Families, Family
 
 QUEUED = "rocketchat_livechat_inquiries_queued"
@@ -50,9 +51,9 @@ class InquiriesCollector:
         # The same department filter as the queue's; an unknown one returns every department.
         self._params = {"department": poll.department_id} if poll.department_id else {}
 
-    async def poll(self) -> Answer[Families]:
-        lookups = await self._departments.refresh_if_due(self._client)
-        answer = await fetch_all(
+    async def poll(self) -> Result[Families]:
+        await self._departments.refresh_if_due(self._client)
+        result = await fetch_all(
             self._client,
             self.endpoint,
             self._params,
@@ -61,21 +62,20 @@ class InquiriesCollector:
             model=InquiriesPage,
             key=inquiry_id,
         )
-        if answer.data is None:
-            return poll_failed(answer, PERMISSION).with_requests(lookups)
+        if result.data is None:
+            return poll_failed(result, PERMISSION)
         try:
-            families = self._families(answer.data.rows)
-        except ValueError as error:
-            bad = answer.failed(Outcome.INVALID_RESPONSE, f"unexpected inquiry time: {error}")
-            return bad.with_requests(lookups)
-        return answer.carrying(families).with_requests(lookups)
+            families = self._families(result.data)
+        except (ValueError, OverflowError, OSError) as error:
+            return result.failed(Outcome.INVALID_RESPONSE, f"unexpected inquiry time: {error}")
+        return result.carrying(families)
 
     def _families(self, inquiries: list[Inquiry]) -> Families:
         waiting: dict[str, int] = dict.fromkeys(["", *self._departments.known()], 0)
         oldest: dict[str, float] = {}
         for inquiry in inquiries:
             if inquiry.status not in (None, "queued"):
-                continue  # the endpoint lists queued ones; very old servers also others (§5.1)
+                continue  # the endpoint lists queued ones; very old servers also others
             department = inquiry.department or ""
             waiting[department] = waiting.get(department, 0) + 1
             since = queued_at(inquiry.ts)

@@ -1,29 +1,34 @@
 """Reading a whole list endpoint of Rocket.Chat in as few requests as the server allows.
 
-The server's paging has traps (rocketchat-api.md §1.6, §1.7, §2):
+The server's paging has traps (docs/rocketchat-api.md, "Paging"):
 - `count=0` returns every row, but only while API_Allow_Infinite_Count is on; otherwise it
-  means the default page (50 rows), silently.
+  means the default page (50 rows), silently. Where the model puts the 0 into a `$limit`
+  (livechat/users/agent), it is a 400: that endpoint is paged for the rest of the process.
 - a `count` above API_Upper_Count_Limit (100) is clamped silently, so pages advance by the rows
   that came back, never by the count asked for.
 - the default sort has ties whose order changes between calls, so offsets can skip or repeat
   rows: every request carries a unique, stable sort, and rows are de-duplicated by key.
-- `total` may disagree with the rows (E5 counts in a separate aggregation): it ends paging
-  early, it is never trusted to be exact.
+- `total` may disagree with the rows (the newest servers count in a separate aggregation): it
+  is a hint. Paging goes on while pages come back full and ends on a short or empty page.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
-from exporter.rocketchat.answers import Answer, Outcome, Request
 from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.outcome import Outcome, Result
+
+log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
-# Asked for once count=0 turned out to be cut short: the server clamps it to its upper limit.
+# Asked for once count=0 turned out to be cut short or refused: the server clamps it to its
+# upper limit (100 by default), so this reads the fewest pages whatever the limit is.
 FALLBACK_PAGE_SIZE = 1000
 MAX_PAGES = 2000
 # Longest wait for the rate-limit window between two pages of one poll (one default window).
@@ -38,16 +43,9 @@ class RowsPage(Protocol[R_co]):
     def rows(self) -> Sequence[R_co]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Rows(Generic[R]):
-    rows: list[R]  # de-duplicated, first seen wins
-    pages: int  # requests that returned rows
-    fell_back: bool  # count=0 was cut short, so the rows were paged
-
-
 @dataclass
 class _Progress(Generic[R]):
-    by_key: dict[Hashable, R]
+    by_key: dict[Hashable, R] = field(default_factory=dict)
     offset: int = 0
     pages: int = 0
     capacity: int = 0  # the most rows one page has held: a page with fewer is the last
@@ -62,29 +60,48 @@ async def fetch_all(
     page_size: int,
     model: type[RowsPage[R]],
     key: Callable[[R], Hashable],
-) -> Answer[Rows[R]]:
-    """Every row of `endpoint`; `page_size` 0 tries one count=0 request first."""
-    progress: _Progress[R] = _Progress({})
-    earlier: tuple[Request, ...] = ()  # the requests for the pages before this one
-    count = page_size
+) -> Result[list[R]]:
+    """Every row of `endpoint`, de-duplicated (first seen wins); `page_size` 0 tries one
+    count=0 request first, unless the endpoint refused one before."""
+    progress: _Progress[R] = _Progress()
+    unlimited = page_size == 0 and endpoint not in client.unlimited_count_refused
+    count = page_size if page_size or unlimited else FALLBACK_PAGE_SIZE
     while True:
         query = {**params, "count": str(count), "offset": str(progress.offset), "sort": sort}
         wait = MAX_WAIT_BETWEEN_PAGES if progress.pages else 0.0
-        answer = await client.get(endpoint, query, model, max_wait=wait)
-        if answer.data is None:
-            return answer.failed(answer.outcome, answer.message).with_requests(earlier)
-        page = answer.data
-        if _take_page(progress, page.rows, page.total, key, unlimited=count == 0):
-            fell_back = page_size == 0 and count != 0
-            rows = Rows(list(progress.by_key.values()), progress.pages, fell_back)
-            done = Answer(Outcome.SUCCESS, rows, "", answer.status, answer.rate_limit)
-            return done.with_requests(earlier + answer.requests)
-        if progress.pages >= _page_bound(page.total, progress.capacity):
+        result = await client.get(endpoint, query, model, max_wait=wait)
+        if result.data is None:
+            if count == 0 and refuses_unlimited_count(result):
+                _refuse_unlimited(client, endpoint, result.message)
+                count = FALLBACK_PAGE_SIZE
+                continue
+            return result.failed(result.outcome, result.message)
+        page = result.data
+        before = len(progress.by_key)
+        if _take_page(progress, page.rows, page.total, key, count, unlimited=count == 0):
+            return result.carrying(list(progress.by_key.values()))
+        if len(progress.by_key) == before:
+            message = f"paging does not advance: page {progress.pages} held no new row"
+            return result.failed(Outcome.INVALID_RESPONSE, message)
+        if progress.pages >= MAX_PAGES:
             message = f"paging did not end after {progress.pages} pages (total {page.total})"
-            return answer.failed(Outcome.INVALID_RESPONSE, message).with_requests(earlier)
-        earlier += answer.requests
+            return result.failed(Outcome.INVALID_RESPONSE, message)
         if count == 0:
             count = FALLBACK_PAGE_SIZE
+
+
+def refuses_unlimited_count(result: Result[Any]) -> bool:
+    """A 400 `failure()` of a plain exception: the model could not run the query with no
+    limit. Not a 400 of a proxy, nor one naming a cause (`invalid-params`, a bad sort...)."""
+    return result.status == 400 and result.error_type == ""
+
+
+def _refuse_unlimited(client: RocketChatClient, endpoint: str, message: str) -> None:
+    client.unlimited_count_refused.add(endpoint)
+    log.warning(
+        "server refuses count=0 on this endpoint; paging it from now on",
+        extra={"kv": {"endpoint": endpoint, "error": message}},
+    )
 
 
 def _take_page(
@@ -92,23 +109,24 @@ def _take_page(
     rows: Sequence[R],
     total: int | None,
     key: Callable[[R], Hashable],
+    asked: int,
     unlimited: bool,
 ) -> bool:
     """Adds one page's rows; True when there is nothing more to fetch."""
+    first = progress.pages == 0
     progress.pages += 1
     progress.offset += len(rows)
     for row in rows:
         progress.by_key.setdefault(key(row), row)
-    if not rows or (total is not None and progress.offset >= total):
+    if not rows:
         return True
     if unlimited:  # count=0 is complete unless `total` says rows are missing
-        return total is None
-    short = len(rows) < progress.capacity
+        return total is None or progress.offset >= total
+    if first:
+        # Fewer rows than asked: the last page, unless the server clamps below the count;
+        # then only `total` can tell, and a wrong one costs one request more.
+        short = len(rows) < asked and (total is None or progress.offset >= total)
+    else:
+        short = len(rows) < progress.capacity
     progress.capacity = max(progress.capacity, len(rows))
     return short
-
-
-def _page_bound(total: int | None, capacity: int) -> int:
-    if total is None or capacity <= 0:
-        return MAX_PAGES
-    return min(MAX_PAGES, -(-total // capacity) + 3)  # slack for rows added while paging

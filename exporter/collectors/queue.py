@@ -1,7 +1,8 @@
 """The queue collector: open conversations per agent and department, from livechat/queue.
 
 livechat/queue counts open rooms that already have an agent (on-hold included), one row per
-(agent, department); it does not see visitors still waiting (rocketchat-api.md §1.3).
+(agent, department); it does not see visitors still waiting (docs/rocketchat-api.md,
+"livechat/queue").
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from exporter.collectors import poll_failed
 from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.paging import fetch_all
 from exporter.config import PollConfig
-from exporter.rocketchat.answers import Answer
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage, QueueRow
+from exporter.rocketchat.outcome import Result
 from exporter.snapshot import Families, Family, Sample
 
 QUEUE_CHATS = "rocketchat_livechat_queue_chats"
@@ -24,7 +25,8 @@ QUEUE_CHATS_HELP = (
 )
 QUEUE_LABELS = ("agent_id", "agent", "status", "department_id", "department")
 PERMISSION = "view-l-room"
-# Unique and stable, so that offsets neither skip nor repeat rows between pages (§1.7).
+# Unique and stable, so that offsets neither skip nor repeat rows between pages
+# (docs/rocketchat-api.md, "livechat/queue").
 STABLE_SORT = '{"chats":-1,"user._id":1,"department._id":1}'
 
 
@@ -46,15 +48,16 @@ class QueueCollector:
         self._client = client
         self._departments = departments  # learns names from the rows, for other collectors
         self._page_size = poll.page_size
-        # Only these six parameters exist; any other one is a 400 on 5.x+ servers (§1.2).
+        # Only these six parameters exist; any other one is a 400 on 5.x+ servers
+        # (docs/rocketchat-api.md, "Query parameters").
         self._params = {"includeOfflineAgents": "true" if poll.include_offline_agents else "false"}
         if poll.agent_id:
             self._params["agentId"] = poll.agent_id
         if poll.department_id:
             self._params["departmentId"] = poll.department_id
 
-    async def poll(self) -> Answer[Families]:
-        answer = await fetch_all(
+    async def poll(self) -> Result[Families]:
+        result = await fetch_all(
             self._client,
             self.endpoint,
             self._params,
@@ -63,15 +66,15 @@ class QueueCollector:
             model=QueuePage,
             key=row_key,
         )
-        if answer.data is None:
-            return poll_failed(answer, PERMISSION)
+        if result.data is None:
+            return poll_failed(result, PERMISSION)
         # ~35 ms of Python at 50,000 rows: in a thread, which the event loop can preempt.
-        series, departments = await asyncio.to_thread(samples, answer.data.rows)
+        series, departments = await asyncio.to_thread(samples, result.data)
         if self._departments is not None:
             for department_id, name in departments:
                 self._departments.learn(department_id, name)
         family = Family(QUEUE_CHATS, QUEUE_CHATS_HELP, QUEUE_LABELS, series)
-        return answer.carrying((family,))
+        return result.carrying((family,))
 
 
 def samples(rows: list[QueueRow]) -> tuple[tuple[Sample, ...], list[tuple[str, str]]]:

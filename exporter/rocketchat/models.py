@@ -3,9 +3,10 @@
 Decoding validates as it goes: a wrong type anywhere (``chats`` as a string, ``queue`` not a
 list) fails the whole answer with a message naming the path, e.g.
 ``Expected `int`, got `str` - at `$.queue[3].chats```. Unknown fields are ignored, because newer
-servers add some (docs/rocketchat-api.md, "livechat/queue"). ``gc=False`` on the row types: they
-hold only strings and numbers, and skipping the cycle collector makes a 50,000-row answer decode
-~3x faster.
+servers add some (docs/rocketchat-api.md, "livechat/queue"). Numbers are bounded: a count of
+hundreds of digits is a wrong answer, not a metric value. ``gc=False`` on the row types: they
+hold only strings and numbers, and skipping the cycle collector makes a 50,000-row answer
+decode ~3x faster.
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ from typing import Annotated
 
 import msgspec
 
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+# Above 2**53 a count would not survive the float of a Prometheus sample.
+NonNegative = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
 class Page(msgspec.Struct, kw_only=True):
-    """The paging fields every list endpoint returns (docs/rocketchat-api.md, "Paging")."""
+    """The paging fields every list endpoint returns that the exporter reads
+    (docs/rocketchat-api.md, "Paging"); `count` and `offset` only echo the request."""
 
-    count: int | None = None
-    offset: int | None = None
-    total: int | None = None  # the row count of the whole result, not a chat count
+    total: NonNegative | None = None  # the row count of the whole result: a hint, never exact
     success: bool = True
 
 
-# --- livechat/queue ----------------------------------------------------------------------
+# --- livechat/queue ------------------------------------------------------------------------
 
 
 class QueueUser(msgspec.Struct, gc=False, kw_only=True):
@@ -57,7 +58,7 @@ class QueuePage(Page, kw_only=True):
         return self.queue
 
 
-# --- livechat/inquiries.list -------------------------------------------------------------
+# --- livechat/inquiries.list ------------------------------------------------------------
 
 
 class Inquiry(msgspec.Struct, gc=False, kw_only=True):
@@ -75,7 +76,7 @@ class InquiriesPage(Page, kw_only=True):
         return self.inquiries
 
 
-# --- livechat/users/agent ----------------------------------------------------------------
+# --- livechat/users/agent ---------------------------------------------------------------
 
 
 class Agent(msgspec.Struct, gc=False, kw_only=True):
@@ -95,7 +96,7 @@ class AgentsPage(Page, kw_only=True):
         return self.users
 
 
-# --- livechat/department -----------------------------------------------------------------
+# --- livechat/department ----------------------------------------------------------------
 
 
 class Department(msgspec.Struct, gc=False, kw_only=True):
@@ -149,7 +150,7 @@ class RoomsPage(Page, kw_only=True):
         return self.rooms
 
 
-# --- POST login ("Login and tokens") --------------------------------------------------------
+# --- POST login ---------------------------------------------------------------------------
 
 
 class LoginData(msgspec.Struct, kw_only=True):
@@ -157,6 +158,6 @@ class LoginData(msgspec.Struct, kw_only=True):
     auth_token: str = msgspec.field(name="authToken")
 
 
-class LoginAnswer(msgspec.Struct, kw_only=True):
+class LoginSuccess(msgspec.Struct, kw_only=True):
     status: str | None = None
     data: LoginData

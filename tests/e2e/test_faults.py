@@ -35,7 +35,7 @@ import aiohttp
 import pytest
 
 from exporter.fake import ApiUser, ServerSettings
-from exporter.rocketchat.answers import Outcome
+from exporter.rocketchat.outcome import Outcome
 from tests.e2e.conftest import small_world
 from tests.e2e.harness import (
     Labels,

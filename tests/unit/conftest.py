@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import TypeVar
 
 import pytest
 from aioresponses import aioresponses
 
 from exporter.rocketchat.auth import TokenAuth
 from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.tally import RequestTally, count_requests_in
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -23,3 +27,14 @@ async def client() -> AsyncIterator[RocketChatClient]:
     """A client of http://rc.test with a fixed token."""
     async with RocketChatClient("http://rc.test", TokenAuth("u", "t"), 5.0) as c:
         yield c
+
+
+async def counted(awaitable: Awaitable[T]) -> tuple[T, tuple[str, ...]]:
+    """What `awaitable` came to, and the status codes of the requests it sent ("none": no
+    answer came), as the poller's tally counts them."""
+    tally = RequestTally()
+    count_requests_in(tally)
+    try:
+        return await awaitable, tuple(tally.codes)
+    finally:
+        count_requests_in(RequestTally())

@@ -1,8 +1,10 @@
 """The Rocket.Chat client: every answer of every server era maps to one outcome
-(rocketchat-api.md §3, §4), the rate limit is honoured, credentials are sent and renewed."""
+(docs/rocketchat-api.md, "Error bodies" and "Rate limits"), the rate limit is honoured,
+credentials are sent and renewed."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -13,10 +15,11 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from exporter.rocketchat.answers import Answer, Outcome
 from exporter.rocketchat.auth import PasswordAuth, TokenAuth
 from exporter.rocketchat.client import RESET_MARGIN, RocketChatClient
 from exporter.rocketchat.models import QueuePage
+from exporter.rocketchat.outcome import Outcome, Result
+from tests.unit.conftest import counted
 
 BASE = "http://rc.test"
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
@@ -63,7 +66,7 @@ async def client(clock: Clock) -> AsyncIterator[RocketChatClient]:
         yield c
 
 
-async def get_queue(client: RocketChatClient, **kwargs: Any) -> Answer[QueuePage]:
+async def get_queue(client: RocketChatClient, **kwargs: Any) -> Result[QueuePage]:
     return await client.get("livechat/queue", {"count": "0"}, QueuePage, **kwargs)
 
 
@@ -71,14 +74,14 @@ def sent_headers(mock: aioresponses) -> list[dict[str, str]]:
     return [call.kwargs["headers"] for calls in mock.requests.values() for call in calls]
 
 
-# --- success and the shapes rows come in (§1.4) --------------------------------------------
+# --- success and the shapes rows come in (docs/rocketchat-api.md, "livechat/queue") ------
 
 
 async def test_a_good_answer_is_a_success_with_rows(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
     mock.get(QUEUE, payload=page(ROW))
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.SUCCESS
     assert answer.data is not None
     row = answer.data.rows[0]
@@ -88,7 +91,7 @@ async def test_a_good_answer_is_a_success_with_rows(
         "alice",
         "online",
     )
-    assert answer.codes == ("200",)
+    assert answer_codes == ("200",)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +126,7 @@ async def test_a_deleted_agent_row_of_old_servers_is_accepted(
     assert answer.data.rows[0].user.id is None
 
 
-# --- failures, per era's body (§4) ---------------------------------------------------------
+# --- failures, per era's body (docs/rocketchat-api.md, "Error bodies") -------------------
 
 UNAUTHORIZED_BODIES: list[dict[str, Any]] = [
     {"status": "error", "message": "You must be logged in to do this."},
@@ -234,16 +237,16 @@ async def test_5xx_is_a_server_error(
     mock: aioresponses, client: RocketChatClient, status: int
 ) -> None:
     mock.get(QUEUE, status=status, body="<html>Bad Gateway</html>", content_type="text/html")
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.SERVER_ERROR
-    assert answer.codes == (str(status),)
+    assert answer_codes == (str(status),)
 
 
 async def test_no_answer_in_time_is_a_timeout(mock: aioresponses, client: RocketChatClient) -> None:
     mock.get(QUEUE, timeout=True)
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.TIMEOUT
-    assert answer.codes == ("none",)
+    assert answer_codes == ("none",)
 
 
 @pytest.mark.parametrize(
@@ -260,9 +263,9 @@ async def test_transport_failures_are_network_errors(
     mock: aioresponses, client: RocketChatClient, error: Exception
 ) -> None:
     mock.get(QUEUE, exception=error)
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.NETWORK_ERROR
-    assert answer.codes == ("none",)
+    assert answer_codes == ("none",)
 
 
 @pytest.mark.parametrize(
@@ -316,7 +319,7 @@ async def test_an_oversized_answer_is_refused_not_buffered(mock: aioresponses) -
     assert "larger than" in answer.message
 
 
-# --- the rate limit (§3) -------------------------------------------------------------------
+# --- the rate limit (docs/rocketchat-api.md, "Rate limits") -------------------------------
 
 
 def limit_headers(remaining: int, reset_in: float, server_now: float) -> dict[str, str]:
@@ -365,9 +368,9 @@ async def test_nothing_is_sent_before_the_reset_after_a_429(
     await get_queue(client)
     assert client.ready_at("livechat/queue") == pytest.approx(clock.now + 20 + RESET_MARGIN)
     clock.now += 19
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.RATE_LIMITED
-    assert answer.codes == ()  # refused here, not sent
+    assert answer_codes == ()  # refused here, not sent
     assert sum(len(calls) for calls in mock.requests.values()) == 1
     assert client.ready_at("livechat/other") == 0
 
@@ -397,7 +400,7 @@ async def test_a_short_wait_for_the_window_is_slept(
     assert (await get_queue(client, max_wait=1.0)).ok
 
 
-# --- credentials (§4) ----------------------------------------------------------------------
+# --- credentials (docs/rocketchat-api.md, "Login and tokens") -----------------------------
 
 
 async def test_the_token_goes_in_the_two_headers(
@@ -444,9 +447,9 @@ async def test_a_rejected_fixed_token_is_not_retried(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
     mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES[0], repeat=True)
-    answer = await get_queue(client)
+    answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.UNAUTHORIZED
-    assert answer.codes == ("401",)
+    assert answer_codes == ("401",)
 
 
 def login_ok(token: str) -> dict[str, Any]:
@@ -457,9 +460,9 @@ async def test_password_login_gets_a_token_and_uses_it(mock: aioresponses) -> No
     mock.post(LOGIN, payload=login_ok("session-1"))
     mock.get(QUEUE, payload=page(ROW), repeat=True)
     async with RocketChatClient(BASE, PasswordAuth("bot", "pw-secret"), 5.0) as client:
-        first = await get_queue(client)
+        _, first_codes = await counted(get_queue(client))
         await get_queue(client)
-    assert first.codes == ("200", "200")  # the login, then the queue
+    assert first_codes == ("200", "200")  # the login, then the queue
     logins = [c for (method, _), calls in mock.requests.items() if method == "POST" for c in calls]
     assert len(logins) == 1
     assert logins[0].kwargs["json"] == {"user": "bot", "password": "pw-secret"}
@@ -474,9 +477,9 @@ async def test_an_expired_session_logs_in_again_once(mock: aioresponses) -> None
     mock.get(QUEUE, payload=page())
     async with RocketChatClient(BASE, PasswordAuth("bot", "pw"), 5.0) as client:
         assert (await get_queue(client)).ok
-        answer = await get_queue(client)
+        answer, answer_codes = await counted(get_queue(client))
     assert answer.ok
-    assert answer.codes == ("401", "200", "200")
+    assert answer_codes == ("401", "200", "200")
 
 
 async def test_a_login_needing_2fa_says_to_use_a_token(mock: aioresponses) -> None:
@@ -506,9 +509,102 @@ async def test_a_refused_login_is_not_repeated_at_once(mock: aioresponses, clock
     auth = PasswordAuth("bot", "wrong", clock=clock)
     async with RocketChatClient(BASE, auth, 5.0) as client:
         first = await get_queue(client)
-        second = await get_queue(client)
+        second, second_codes = await counted(get_queue(client))
         clock.now += 3600
         await get_queue(client)
     assert first.outcome is second.outcome is Outcome.UNAUTHORIZED
-    assert second.codes == ()  # no second login within the quiet period
+    assert second_codes == ()  # no second login within the quiet period
     assert len([c for (m, _), calls in mock.requests.items() if m == "POST" for c in calls]) == 2
+
+
+# --- hostile answers: untrusted to the last byte (issue 13, points 2 and 3) ----------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 30_000 + b"]" * 30_000, b'{"queue": [], "x": ' + b"[" * 30_000, b"\xff\xfe{}"],
+    ids=["nested-30000-deep", "nested-inside-a-page", "not-utf-8"],
+)
+async def test_an_unreadable_success_body_is_an_invalid_response(
+    mock: aioresponses, client: RocketChatClient, body: bytes
+) -> None:
+    mock.get(QUEUE, body=body)
+    answer, codes = await counted(get_queue(client))
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+    assert codes == ("200",)
+    assert "\n" not in answer.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"success": false, "error": "caf\xe9 ferm\xe9"}', b'{"error": ' + b"[" * 30_000],
+    ids=["latin-1", "nested"],
+)
+async def test_an_unreadable_error_body_keeps_its_status_class(
+    mock: aioresponses, client: RocketChatClient, body: bytes
+) -> None:
+    mock.get(QUEUE, status=400, body=body)
+    answer, codes = await counted(get_queue(client))
+    assert answer.outcome is Outcome.BAD_REQUEST
+    assert codes == ("400",)
+    assert len(answer.message) < 300
+
+
+@pytest.mark.parametrize(
+    "header", ["X-RateLimit-Reset", "X-RateLimit-Remaining", "X-RateLimit-Limit"]
+)
+@pytest.mark.parametrize("status", [200, 429])
+async def test_a_rate_limit_header_of_hundreds_of_digits_is_an_invalid_response(
+    mock: aioresponses, client: RocketChatClient, header: str, status: int
+) -> None:
+    headers = limit_headers(3, 10, 1_700_000_000)
+    headers[header] = "9" * 400
+    mock.get(QUEUE, status=status, payload=page(ROW), headers=headers)
+    answer, codes = await counted(get_queue(client))
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+    assert f"unreadable {header} header" in answer.message
+    assert "(400 characters)" in answer.message
+    assert codes == (str(status),)
+    assert answer.rate_limit is None
+
+
+@pytest.mark.parametrize("value", ["-1", "1e9", "12.5", "٣"])
+async def test_a_rate_limit_header_that_is_not_a_plain_count_is_refused(
+    mock: aioresponses, client: RocketChatClient, value: str
+) -> None:
+    mock.get(QUEUE, payload=page(ROW), headers={"X-RateLimit-Remaining": value})
+    answer = await get_queue(client)
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+
+
+async def test_a_count_too_large_for_a_sample_is_an_invalid_response(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    mock.get(QUEUE, payload=page({**ROW, "chats": 10**300}))
+    answer = await get_queue(client)
+    assert answer.outcome is Outcome.INVALID_RESPONSE
+    assert "$.queue[0].chats" in answer.message
+
+
+async def test_concurrent_tasks_count_their_own_requests(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    mock.get(QUEUE, payload=page(ROW), repeat=True)
+    mock.get(re.compile(r".*/livechat/users/agent.*"), status=403, repeat=True)
+
+    async def two_queue_reads() -> tuple[str, ...]:
+        _, codes = await counted(_two(get_queue(client), get_queue(client)))
+        return codes
+
+    async def one_agents_read() -> tuple[str, ...]:
+        _, codes = await counted(client.get("livechat/users/agent", {}, QueuePage))
+        return codes
+
+    first, second = await asyncio.gather(two_queue_reads(), one_agents_read())
+    assert first == ("200", "200")
+    assert second == ("403",)
+
+
+async def _two(a: Any, b: Any) -> None:
+    await a
+    await b

@@ -15,9 +15,11 @@ from exporter.collectors.departments import DepartmentDirectory
 from exporter.collectors.inquiries import InquiriesCollector
 from exporter.collectors.queue import QueueCollector
 from exporter.config import PollConfig
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.auth import PasswordAuth
 from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.outcome import Outcome, Result
 from exporter.snapshot import Families
+from tests.unit.conftest import counted
 
 BASE = "http://rc.test/api/v1/"
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
@@ -34,7 +36,7 @@ def listing(key: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {key: rows, "count": len(rows), "offset": 0, "total": len(rows), "success": True}
 
 
-def series(answer: Answer[Families], name: str) -> dict[tuple[str, ...], float]:
+def series(answer: Result[Families], name: str) -> dict[tuple[str, ...], float]:
     assert answer.data is not None, answer.message
     (family,) = [f for f in answer.data if f.name == name]
     return dict(family.samples)
@@ -150,7 +152,9 @@ async def test_inquiries_count_and_date_the_waiting_per_department(
         inquiry(4, "d2", 1_700_000_300.0),
     ]
     mock.get(INQUIRIES, payload=listing("inquiries", waiting))
-    answer = await InquiriesCollector(client, PollConfig(), DepartmentDirectory(600)).poll()
+    answer, answer_codes = await counted(
+        InquiriesCollector(client, PollConfig(), DepartmentDirectory(600)).poll()
+    )
     assert series(answer, "rocketchat_livechat_inquiries_queued") == {
         ("d1", "Sales"): 2,
         ("d2", "Support"): 1,
@@ -163,7 +167,7 @@ async def test_inquiries_count_and_date_the_waiting_per_department(
         ("d2", "Support"): 1_700_000_300.0,
         ("", ""): 1_700_000_200.0,
     }
-    assert answer.codes == ("200", "200")  # the department list, then the inquiries
+    assert answer_codes == ("200", "200")  # the department list, then the inquiries
 
 
 async def test_an_empty_queue_is_zero_not_absent(
@@ -201,10 +205,12 @@ async def test_inquiries_forbidden_names_the_permission(
 ) -> None:
     mock.get(DEPARTMENTS, payload=listing("departments", []))
     mock.get(INQUIRIES, status=403, payload=FORBIDDEN)
-    answer = await InquiriesCollector(client, PollConfig(), DepartmentDirectory(600)).poll()
+    answer, answer_codes = await counted(
+        InquiriesCollector(client, PollConfig(), DepartmentDirectory(600)).poll()
+    )
     assert answer.outcome is Outcome.FORBIDDEN
     assert "view-livechat-manager" in answer.message
-    assert answer.codes == ("200", "403")
+    assert answer_codes == ("200", "403")
 
 
 async def test_an_unreadable_inquiry_time_is_an_invalid_response(
@@ -270,3 +276,30 @@ async def test_agents_forbidden_names_the_permissions(
     answer = await AgentsCollector(client, PollConfig()).poll()
     assert answer.outcome is Outcome.FORBIDDEN
     assert "transfer-livechat-guest" in answer.message
+
+
+async def test_agents_never_ask_for_an_unlimited_count(
+    mock: aioresponses, client: RocketChatClient
+) -> None:
+    # count=0 is a 400 on every server with Users.findAgentsWithDepartments.
+    users = [{"_id": f"a{i:03d}", "username": f"agent{i}"} for i in range(150)]
+    mock.get(AGENTS, payload={**listing("users", users[:100]), "total": 150})
+    mock.get(AGENTS, payload={**listing("users", users[100:]), "total": 150})
+    answer = await AgentsCollector(client, PollConfig(page_size=0)).poll()
+    assert len(series(answer, "rocketchat_livechat_agent_status")) == 150
+    sent = queries(mock, "/livechat/users/agent")
+    assert [(q["count"], q["offset"]) for q in sent] == [("100", "0"), ("100", "100")]
+
+
+async def test_a_403_from_the_login_does_not_name_the_endpoints_permission(
+    mock: aioresponses,
+) -> None:
+    mock.post(
+        "http://rc.test/api/v1/login", status=403, payload={"success": False, "error": "blocked"}
+    )
+    async with RocketChatClient("http://rc.test", PasswordAuth("bot", "pw"), 5.0) as client:
+        answer = await QueueCollector(client, PollConfig()).poll()
+    assert answer.outcome is Outcome.FORBIDDEN
+    assert "login refused (403)" in answer.message
+    assert "view-l-room" not in answer.message
+    assert "permission missing" not in answer.message

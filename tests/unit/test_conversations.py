@@ -19,9 +19,9 @@ from exporter.collectors.departments import DepartmentDirectory
 from exporter.config import ConversationsConfig, PollConfig
 from exporter.exposition import Format, render_text
 from exporter.fake import ApiUser, World
-from exporter.rocketchat.answers import Outcome
 from exporter.rocketchat.auth import TokenAuth
 from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.outcome import Outcome
 from exporter.snapshot import Families, Snapshot
 from tests.support.faults import InstrumentedFake
 

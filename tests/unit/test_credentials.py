@@ -1,11 +1,13 @@
 """Credentials under stress: sessions renewed once and never in a loop, malformed tokens
 refused with a clear message, and no credential quoted back from an answer
-(rocketchat-api.md §4)."""
+(docs/rocketchat-api.md, "Login and tokens")."""
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,11 @@ from typing import Any
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from exporter.rocketchat.answers import Answer, Outcome
-from exporter.rocketchat.auth import PasswordAuth, TokenAuth
+from exporter.rocketchat.auth import LOGIN_BACKOFF_FIRST, PasswordAuth, TokenAuth
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage
+from exporter.rocketchat.outcome import Outcome, Result
+from tests.unit.conftest import counted
 
 BASE = "http://rc.test"
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
@@ -54,7 +57,7 @@ def logins(mock: aioresponses) -> int:
     return sum(len(calls) for (method, _), calls in mock.requests.items() if method == "POST")
 
 
-async def get_queue(client: RocketChatClient) -> Answer[QueuePage]:
+async def get_queue(client: RocketChatClient) -> Result[QueuePage]:
     return await client.get("livechat/queue", {"count": "0"}, QueuePage)
 
 
@@ -85,10 +88,10 @@ async def test_a_session_that_worked_and_is_then_refused_is_renewed_once(
     mock.get(QUEUE, status=401, payload=LOGGED_OUT, repeat=True)  # ... then nothing does
     async with RocketChatClient(BASE, PasswordAuth("bot", PASSWORD), 5.0) as client:
         assert (await get_queue(client)).ok
-        answers = [await get_queue(client) for _ in range(4)]
-    assert all(a.outcome is Outcome.UNAUTHORIZED for a in answers)
-    assert answers[0].codes == ("401", "200", "401")  # the data, the login, the one retry
-    assert all(a.codes == () for a in answers[1:])  # then no request at all
+        polls = [await counted(get_queue(client)) for _ in range(4)]
+    assert all(result.outcome is Outcome.UNAUTHORIZED for result, _ in polls)
+    assert polls[0][1] == ("401", "200", "401")  # the data, the login, the one retry
+    assert all(codes == () for _, codes in polls[1:])  # then no request at all
     assert logins(mock) == 2
 
 
@@ -154,9 +157,9 @@ async def test_a_token_file_with_a_control_character_is_a_clear_unauthorized(
     token_file = tmp_path / "token"
     token_file.write_text(f"{text}-{TOKEN}\n")
     async with RocketChatClient(BASE, TokenAuth("u1", token_file=str(token_file)), 5.0) as client:
-        answer = await get_queue(client)
+        answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.UNAUTHORIZED
-    assert answer.codes == ()
+    assert answer_codes == ()
     assert str(token_file) in answer.message
     assert "control character" in answer.message
     assert TOKEN not in answer.message
@@ -172,9 +175,9 @@ async def test_a_user_id_with_a_line_break_is_a_clear_unauthorized(mock: aioresp
 async def test_a_login_answer_with_an_unsendable_token_is_invalid(mock: aioresponses) -> None:
     mock.post(LOGIN, payload=login_ok("bad\r\ntoken"))
     async with RocketChatClient(BASE, PasswordAuth("bot", PASSWORD), 5.0) as client:
-        answer = await get_queue(client)
+        answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.INVALID_RESPONSE
-    assert answer.codes == ("200",)
+    assert answer_codes == ("200",)
 
 
 # --- credentials echoed by the server -----------------------------------------------------
@@ -208,3 +211,63 @@ async def test_a_password_echoed_by_a_refused_login_is_not_quoted(mock: aiorespo
     assert answer.outcome is Outcome.UNAUTHORIZED
     assert "<redacted>" in answer.message
     assert PASSWORD[:8] not in answer.message
+
+
+# --- a failed login is one attempt for all collectors (issue 13, point 15) -------------------
+
+
+def reset_headers(seconds_from_now: float) -> dict[str, str]:
+    now = time.time()
+    return {
+        "X-RateLimit-Limit": "10",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int((now + seconds_from_now) * 1000)),
+        "Date": email.utils.formatdate(now, usegmt=True),
+    }
+
+
+async def test_a_rate_limited_login_is_one_attempt_for_all_until_the_reset(
+    mock: aioresponses, clock: Clock
+) -> None:
+    too_many = {"success": False, "error": "Error, too many requests. [error-too-many-requests]"}
+    mock.post(LOGIN, status=429, payload=too_many, headers=reset_headers(120))
+    mock.post(LOGIN, payload=login_ok("session-0"))
+    mock.get(QUEUE, payload=EMPTY_PAGE, repeat=True)
+    auth = PasswordAuth("bot", PASSWORD, clock=clock)
+    async with RocketChatClient(BASE, auth, 5.0, clock=clock) as client:
+        three = await asyncio.gather(*(get_queue(client) for _ in range(3)))
+        assert all(result.outcome is Outcome.RATE_LIMITED for result in three)
+        assert logins(mock) == 1
+        clock.now += 100  # still before the reset
+        assert (await get_queue(client)).outcome is Outcome.RATE_LIMITED
+        assert logins(mock) == 1
+        clock.now += 25
+        assert (await get_queue(client)).ok
+    assert logins(mock) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(503, b"unavailable"), (403, b'{"success":false,"error":"no"}'), (200, b"<html>")],
+    ids=["5xx", "403", "garbage"],
+)
+async def test_a_failed_login_backs_off_doubling(
+    mock: aioresponses, clock: Clock, status: int, body: bytes
+) -> None:
+    mock.post(LOGIN, status=status, body=body, repeat=True)
+    auth = PasswordAuth("bot", PASSWORD, clock=clock)
+    async with RocketChatClient(BASE, auth, 5.0, clock=clock) as client:
+        await asyncio.gather(*(get_queue(client) for _ in range(3)))
+        assert logins(mock) == 1
+        clock.now += LOGIN_BACKOFF_FIRST - 1
+        await get_queue(client)
+        assert logins(mock) == 1
+        clock.now += 1
+        await get_queue(client)
+        assert logins(mock) == 2
+        clock.now += LOGIN_BACKOFF_FIRST * 2 - 1  # the second wait is twice as long
+        await get_queue(client)
+        assert logins(mock) == 2
+        clock.now += 1
+        await get_queue(client)
+        assert logins(mock) == 3

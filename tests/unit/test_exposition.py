@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter import exposition as exposition_module
 from exporter.exposition import Exposition, Format, SelfMetricsText, Variant, negotiate
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.outcome import Outcome, Result
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Family
 
@@ -63,6 +63,16 @@ def samples_of(body: bytes, variant: Variant) -> dict[tuple[str, frozenset[Any]]
         ("application/openmetrics-text; version=1.0.0", "", OM),
         ("application/openmetrics-text;q=0, text/plain", "gzip;q=0", TEXT),
         ("APPLICATION/OPENMETRICS-TEXT", "GZIP", OM_GZ),
+        ("text/plain", "gzip;q=0", TEXT),
+        ("text/plain", "gzip;q=0.000", TEXT),
+        ("text/plain", "*;q=0.5", TEXT_GZ),
+        ("text/plain", "*, gzip;q=0", TEXT),
+        ("text/plain", "gzip;q=bogus", TEXT),
+        ("application/openmetrics-text;q=0.5, text/plain;q=0.9", "", TEXT),
+        ("application/openmetrics-text;q=0.9, text/plain;q=0.5", "", OM),
+        ("application/openmetrics-text;q=0.5, */*", "", TEXT),
+        ("application/openmetrics-text;q=0", "", TEXT),
+        ("application/json", "br", TEXT),
     ],
 )
 def test_content_negotiation(accept: str, encoding: str, expected: Variant) -> None:
@@ -73,7 +83,7 @@ def test_content_negotiation(accept: str, encoding: str, expected: Variant) -> N
 async def test_every_variant_parses_with_data_and_self_metrics(variant: Variant) -> None:
     exposition = Exposition(self_registry())
     await exposition.publish("queue", queue_family(("a1", "d1", 3), ("a2", "", 1)))
-    samples = samples_of(await exposition.scrape(variant), variant)
+    samples = samples_of(bytes(await exposition.answer(variant)), variant)
     labels = frozenset(
         {
             "agent_id": "a1",
@@ -94,8 +104,8 @@ async def test_gzip_is_one_stream_equal_to_the_plain_body(fmt: Format) -> None:
     await exposition.publish(
         "queue", queue_family(*((f"a{i}", f"d{i % 3}", i) for i in range(500)))
     )
-    plain = await exposition.scrape(Variant(fmt, False))
-    zipped = await exposition.scrape(Variant(fmt, True))
+    plain = bytes(await exposition.answer(Variant(fmt, False)))
+    zipped = bytes(await exposition.answer(Variant(fmt, True)))
     inflater = zlib.decompressobj(wbits=31)  # exactly one gzip member, nothing after it
     assert inflater.decompress(zipped) == plain
     assert inflater.eof
@@ -106,7 +116,7 @@ async def test_gzip_is_one_stream_equal_to_the_plain_body(fmt: Format) -> None:
 async def test_openmetrics_ends_with_a_single_eof() -> None:
     exposition = Exposition(self_registry())
     await exposition.publish("queue", queue_family(("a1", "d1", 1)))
-    body = await exposition.scrape(OM)
+    body = bytes(await exposition.answer(OM))
     assert body.endswith(b"\n# EOF\n")
     assert body.count(b"# EOF") == 1
 
@@ -124,12 +134,12 @@ async def test_the_data_part_is_rendered_once_per_snapshot(monkeypatch: pytest.M
     await exposition.publish("queue", queue_family(("a1", "d1", 1)))
     assert renders == []  # nobody has asked for anything yet
     for _ in range(5):
-        await exposition.scrape(OM_GZ)
+        bytes(await exposition.answer(OM_GZ))
     assert renders == [[OM_GZ]]  # once, on demand
     await exposition.publish("queue", queue_family(("a1", "d1", 2)))
     assert renders[-1] == [OM_GZ]  # the variant in demand is rendered with the new snapshot
     for _ in range(5):
-        await exposition.scrape(OM_GZ)
+        bytes(await exposition.answer(OM_GZ))
     assert len(renders) == 2
 
 
@@ -138,7 +148,7 @@ async def test_a_scrape_does_not_wait_for_a_snapshot_being_rendered(
 ) -> None:
     exposition = Exposition(self_registry())
     await exposition.publish("queue", queue_family(("a1", "d1", 1)))
-    await exposition.scrape(TEXT)
+    bytes(await exposition.answer(TEXT))
     release = threading.Event()
     real = exposition_module.render_parts
 
@@ -149,18 +159,18 @@ async def test_a_scrape_does_not_wait_for_a_snapshot_being_rendered(
     monkeypatch.setattr(exposition_module, "render_parts", slow)
     publishing = asyncio.create_task(exposition.publish("queue", queue_family(("a1", "d1", 9))))
     await asyncio.sleep(0.05)
-    body = await asyncio.wait_for(exposition.scrape(TEXT), timeout=2)
+    body = bytes(await asyncio.wait_for(exposition.answer(TEXT), timeout=2))
     assert b'department_id="d1",status="online"} 1.0' in body  # the previous snapshot
     release.set()
     await publishing
-    assert b'department_id="d1",status="online"} 9.0' in await exposition.scrape(TEXT)
+    assert b'department_id="d1",status="online"} 9.0' in bytes(await exposition.answer(TEXT))
 
 
 async def test_a_series_gone_from_the_answer_is_gone_from_the_body() -> None:
     exposition = Exposition(self_registry())
     await exposition.publish("queue", queue_family(("a1", "d1", 1), ("a2", "d2", 4)))
     await exposition.publish("queue", queue_family(("a1", "d1", 1)))
-    body = await exposition.scrape(TEXT)
+    body = bytes(await exposition.answer(TEXT))
     assert b'agent_id="a2"' not in body
     assert b'agent_id="a1"' in body
 
@@ -169,13 +179,13 @@ async def test_dropping_a_collector_removes_its_series() -> None:
     exposition = Exposition(self_registry())
     await exposition.publish("queue", queue_family(("a1", "d1", 1)))
     await exposition.publish("queue", None)
-    assert b"rocketchat_livechat_queue_chats" not in await exposition.scrape(TEXT)
+    assert b"rocketchat_livechat_queue_chats" not in bytes(await exposition.answer(TEXT))
 
 
 async def test_label_values_are_escaped() -> None:
     exposition = Exposition(self_registry())
     await exposition.publish("queue", queue_family(('we"ird\\name\n', "d", 1)))
-    samples = samples_of(await exposition.scrape(OM), OM)
+    samples = samples_of(bytes(await exposition.answer(OM)), OM)
     assert any(("agent", 'we"ird\\name\n') in key[1] for key in samples)
 
 
@@ -185,7 +195,7 @@ async def test_publishing_logs_the_moment_the_new_series_are_served(
     caplog.set_level(logging.DEBUG, logger="exporter.exposition")
     exposition = Exposition(self_registry())
     await exposition.publish("queue", queue_family(("a1", "d1", 1)))
-    await exposition.scrape(TEXT_GZ)
+    bytes(await exposition.answer(TEXT_GZ))
     await exposition.publish("queue", queue_family(("a1", "d1", 2), ("a2", "d1", 1)))
     published = [r for r in caplog.records if r.getMessage() == "snapshot published"]
     assert [r.levelno for r in published] == [logging.DEBUG, logging.DEBUG]
@@ -201,7 +211,7 @@ def test_self_metrics_rendered_a_family_at_a_time_equal_one_render(fmt: Format) 
     metrics = SelfMetrics(["queue"])
     text = SelfMetricsText(metrics.registry)
     assert _without_process(text.render(fmt)) == _without_process(fmt.render(metrics.registry))
-    metrics.record_poll("queue", Answer(Outcome.TIMEOUT, None, "slow"), 2.5)  # changes families
+    metrics.record_poll("queue", Result(Outcome.TIMEOUT, None, "slow"), 2.5)  # changes families
     rendered = text.render(fmt)
     assert b'result="timeout"} 1.0' in rendered
     assert _without_process(rendered) == _without_process(fmt.render(metrics.registry))

@@ -16,15 +16,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from aioresponses import aioresponses
 
 from exporter import exposition as exposition_module
-from exporter import web as web_module
 from exporter.cli import SWITCH_INTERVAL, tune_runtime
 from exporter.collectors.queue import QUEUE_CHATS, QueueCollector, samples
 from exporter.config import PollConfig
 from exporter.exposition import Exposition, Format, Variant
 from exporter.rocketchat import client as client_module
+from exporter.rocketchat.classify import classify
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage
 from exporter.web import WebOptions, create_app
+from exporter.web import app as web_module
 from tests.unit.test_exposition import queue_family, self_registry
 
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
@@ -47,13 +48,13 @@ async def test_a_large_answer_is_decoded_off_the_event_loop(
     mock: aioresponses, client: RocketChatClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoded_in: list[threading.Thread] = []
-    real_decode = client_module._decode
+    real_decode = classify
 
     def noting(*args: Any) -> Any:
         decoded_in.append(threading.current_thread())
         return real_decode(*args)
 
-    monkeypatch.setattr(client_module, "_decode", noting)
+    monkeypatch.setattr(client_module, "classify", noting)
     monkeypatch.setattr(client_module, "DECODE_IN_THREAD_ABOVE", 1000)
     rows = queue_rows(100)
     for _ in range(2):
@@ -86,7 +87,7 @@ async def test_queue_values_render_as_floats(mock: aioresponses, client: RocketC
     assert answer.data is not None
     exposition = Exposition(self_registry())
     await exposition.publish("queue", answer.data)
-    body = await exposition.scrape(TEXT)
+    body = bytes(await exposition.answer(TEXT))
     assert f'{QUEUE_CHATS}{{agent="agent0",agent_id="a0",department="",'.encode() in body
     assert b'department_id="d2",status="online"} 3.0\n' in body
 
@@ -102,7 +103,7 @@ async def test_a_family_rendered_in_slices_equals_one_render(
     sliced = Exposition(self_registry())
     await sliced.publish("queue", family)
     body = await sliced.answer(variant)
-    assert bytes(body) == await whole.scrape(variant)
+    assert bytes(body) == bytes(await whole.answer(variant))
     if not variant.gzip:
         assert len(body.chunks) == 5 + 1  # 23 samples in slices of 5, then the self-metrics
 
@@ -128,7 +129,7 @@ async def test_a_large_body_is_streamed_whole(gzip: bool, monkeypatch: pytest.Mo
     await exposition.publish(
         "queue", queue_family(*((f"a{i}", f"d{i % 4}", float(i)) for i in range(400)))
     )
-    expected = await exposition.scrape(Variant(Format.TEXT, gzip))
+    expected = bytes(await exposition.answer(Variant(Format.TEXT, gzip)))
     app = create_app(exposition, WebOptions())
     async with TestClient(TestServer(app), auto_decompress=False) as http:
         encoding = "gzip" if gzip else "identity"

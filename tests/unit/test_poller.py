@@ -13,7 +13,8 @@ import pytest
 
 from exporter.exposition import Exposition, Format, Variant
 from exporter.poller import Poller, Schedule, rate_limit_warnings
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.outcome import Outcome, RateLimit, Result
+from exporter.rocketchat.tally import note_request
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Families, Family
 
@@ -28,17 +29,15 @@ def families(value: float) -> Families:
     )
 
 
-SUCCESS = Answer(Outcome.SUCCESS, families(3), requests=(("livechat/queue", "200"),))
-TIMEOUT: Answer[Families] = Answer(
-    Outcome.TIMEOUT, None, "no answer within 10s", requests=(("livechat/queue", "none"),)
-)
+SUCCESS = Result(Outcome.SUCCESS, families(3), status=200)
+TIMEOUT: Result[Families] = Result(Outcome.TIMEOUT, None, "no answer within 10s")
 
 
 @dataclass
 class ScriptedCollector:
     """Answers from a script; the last answer repeats."""
 
-    script: list[Answer[Families]]
+    script: list[Result[Families]]
     delay: float = 0.0
     name: str = "queue"
     endpoint: str = "livechat/queue"
@@ -46,13 +45,16 @@ class ScriptedCollector:
     running: int = 0
     most_running: int = 0
 
-    async def poll(self) -> Answer[Families]:
+    async def poll(self) -> Result[Families]:
         self.started.append(time.monotonic())
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
             await asyncio.sleep(self.delay)
-            return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+            result = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+            # The one request the result stands for, as the client would note it.
+            note_request(self.endpoint, str(result.status or "none"))
+            return result
         finally:
             self.running -= 1
 
@@ -66,7 +68,7 @@ class Harness:
         return self.metrics.registry.get_sample_value(name, labels)
 
     async def body(self) -> bytes:
-        return await self.exposition.scrape(TEXT)
+        return bytes(await self.exposition.answer(TEXT))
 
 
 @contextlib.asynccontextmanager
@@ -148,16 +150,14 @@ async def test_the_drop_happens_on_time_without_a_poll() -> None:
     # The next poll is 30 s away; the stale series must still go after 0.2 s.
     async with running(collector, interval=0.05, max_staleness=0.2) as h:
         await until(lambda: polls(h, "timeout") == 1)
-        collector.script = [
-            Answer(Outcome.TIMEOUT, None, "slow", requests=(("livechat/queue", "none"),))
-        ]
+        collector.script = [Result(Outcome.TIMEOUT, None, "slow")]
         collector.delay = 30
         await until(lambda: not h.exposition.snapshot.families_by_collector, within=2)
         assert polls(h, "timeout") == 1
 
 
 async def test_recovery_serves_fresh_data_again() -> None:
-    collector = ScriptedCollector([SUCCESS, TIMEOUT, Answer(Outcome.SUCCESS, families(7))])
+    collector = ScriptedCollector([SUCCESS, TIMEOUT, Result(Outcome.SUCCESS, families(7))])
     async with running(collector, interval=0.05, max_staleness=0) as h:
         await until(lambda: polls(h, "success") == 2)
         assert b'rocketchat_livechat_queue_chats{agent_id="a1"} 7.0' in await h.body()
@@ -180,9 +180,7 @@ async def test_polls_keep_their_interval_with_a_little_jitter() -> None:
 
 
 async def test_no_poll_starts_before_the_rate_limit_window_reopens() -> None:
-    collector = ScriptedCollector(
-        [Answer(Outcome.RATE_LIMITED, None, "429", requests=(("livechat/queue", "429"),))]
-    )
+    collector = ScriptedCollector([Result(Outcome.RATE_LIMITED, None, "429", status=429)])
     reopens = time.monotonic() + 0.4
     async with running(collector, interval=0.05, ready_at=lambda _: reopens):
         await until(lambda: len(collector.started) >= 2)
@@ -205,10 +203,8 @@ async def test_every_outcome_is_counted_from_zero() -> None:
 
 
 async def test_rate_limit_remaining_follows_the_last_answer() -> None:
-    from exporter.rocketchat.answers import RateLimit
-
-    limited = Answer(Outcome.SUCCESS, families(1), status=200, rate_limit=RateLimit(10, 4, 30.0))
-    unlimited = Answer(Outcome.SUCCESS, families(1), status=200)
+    limited = Result(Outcome.SUCCESS, families(1), status=200, rate_limit=RateLimit(10, 4, 30.0))
+    unlimited = Result(Outcome.SUCCESS, families(1), status=200)
     collector = ScriptedCollector([limited, unlimited])
     async with running(collector, interval=0.05) as h:
         await until(lambda: polls(h, "success") == 1)
@@ -235,7 +231,7 @@ async def test_a_collector_bug_is_logged_and_polling_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class Broken(ScriptedCollector):
-        async def poll(self) -> Answer[Families]:
+        async def poll(self) -> Result[Families]:
             self.started.append(time.monotonic())
             raise KeyError("boom")
 
@@ -260,7 +256,7 @@ def test_start_up_warns_when_the_interval_exceeds_the_default_limit() -> None:
 async def test_collectors_start_and_stop_while_it_runs() -> None:
     queue = ScriptedCollector([SUCCESS])
     agents = ScriptedCollector(
-        [Answer(Outcome.SUCCESS, ())], name="agents", endpoint="livechat/users/agent"
+        [Result(Outcome.SUCCESS, ())], name="agents", endpoint="livechat/users/agent"
     )
     metrics = SelfMetrics(["queue"])
     exposition = Exposition(metrics.registry)
@@ -275,7 +271,7 @@ async def test_collectors_start_and_stop_while_it_runs() -> None:
             poller.start(Schedule(agents, 0.05))
         await poller.stop("queue")
         assert "queue" not in poller.status
-        assert b"rocketchat_livechat_queue_chats" not in await exposition.scrape(TEXT)
+        assert b"rocketchat_livechat_queue_chats" not in bytes(await exposition.answer(TEXT))
         stopped_at = len(queue.started)
         await until(lambda: len(agents.started) >= 3)
         assert len(queue.started) == stopped_at
@@ -286,7 +282,7 @@ async def test_collectors_start_and_stop_while_it_runs() -> None:
 
 
 async def test_published_status_is_frozen_and_redacted() -> None:
-    leaky: Answer[Families] = Answer(Outcome.SERVER_ERROR, None, "Invalid token secret-token-1")
+    leaky: Result[Families] = Result(Outcome.SERVER_ERROR, None, "Invalid token secret-token-1")
     collector = ScriptedCollector([leaky])
     metrics = SelfMetrics(["queue"])
     exposition = Exposition(metrics.registry)
@@ -314,3 +310,31 @@ async def test_published_status_is_frozen_and_redacted() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_poll_of_many_pages_warns_once_that_it_exceeds_the_servers_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Paging(ScriptedCollector):
+        async def poll(self) -> Result[Families]:
+            self.started.append(time.monotonic())
+            for _ in range(3):  # three pages, as the client notes them, plus a name lookup
+                note_request(self.endpoint, "200")
+            note_request("livechat/department", "200")
+            return Result(Outcome.SUCCESS, families(1), status=200, rate_limit=RateLimit(10, 9, 5))
+
+    collector = Paging([SUCCESS])
+    with caplog.at_level(logging.WARNING):
+        async with running(collector, interval=10) as h:
+            await until(lambda: polls(h, "success") >= 1)
+            assert (
+                h.value(
+                    "rocketchat_livechat_exporter_requests_total", collector="queue", code="200"
+                )
+                == 4
+            )
+    warned = [
+        r for r in caplog.records if r.getMessage() == "polling exceeds the server's rate limit"
+    ]
+    assert len(warned) == 1
+    assert warned[0].__dict__["kv"]["requests_per_poll"] == 3  # only the endpoint's own requests

@@ -12,7 +12,7 @@ import pytest
 
 from exporter import exposition as exposition_module
 from exporter.exposition import Exposition, Format, Variant
-from exporter.rocketchat.answers import Answer, Outcome
+from exporter.rocketchat.outcome import Outcome, Result
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import Family
 
@@ -45,12 +45,12 @@ async def test_a_first_scrape_during_a_poll_never_counts_the_poll_without_its_se
         return real_render(*args)
 
     monkeypatch.setattr(exposition_module, "render_parts", slow_first_render)
-    scrape = asyncio.create_task(exposition.scrape(TEXT))
+    scrape = asyncio.create_task(exposition.answer(TEXT))
     await asyncio.sleep(0.05)  # the scrape now waits for its render
     await exposition.publish("queue", QUEUE)  # the poller publishes, then counts the poll
-    metrics.record_poll("queue", Answer(Outcome.SUCCESS, None, requests=(("q", "200"),)), 0.1)
+    metrics.record_poll("queue", Result(Outcome.SUCCESS, None, status=200), 0.1)
     first_render_may_end.set()
-    text = (await asyncio.wait_for(scrape, 5)).decode()
+    text = bytes(await asyncio.wait_for(scrape, 5)).decode()
 
     counted = 'rocketchat_livechat_exporter_polls_total{collector="queue",result="success"} 1.0'
     if counted in text:

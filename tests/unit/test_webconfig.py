@@ -1,7 +1,8 @@
-"""--web.config.file: strict loading, TLS, basic auth, reload (exporter/webconfig.py)."""
+"""--web.config.file: strict loading, TLS, basic auth, reload (exporter/webconfig/)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
@@ -10,22 +11,28 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import get_args
 
 import aiohttp
 import bcrypt
+import msgspec
 import pytest
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter import webconfig
 from exporter.webconfig import (
-    BasicAuthGuard,
+    BasicAuth,
+    Verdict,
+    WebConfig,
     WebConfigError,
     WebConfigWatcher,
-    basic_auth_middleware,
     build_ssl_context,
     load_web_config,
+    loader,
+    names,
+    schema,
+    web_config_middleware,
 )
 
 # Cost 4, the cheapest bcrypt allows, keeps the suite fast.
@@ -89,7 +96,7 @@ async def ok(_: web.Request) -> web.Response:
 
 
 def make_app(watcher: WebConfigWatcher) -> web.Application:
-    app = web.Application(middlewares=[basic_auth_middleware(watcher)])
+    app = web.Application(middlewares=[web_config_middleware(watcher)])
     for path in ("/", "/metrics", "/-/healthy", "/-/ready"):
         app.router.add_get(path, ok)
     return app
@@ -170,182 +177,60 @@ def checkpw_calls(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 # --- loading: errors ---------------------------------------------------------------------
 
-BAD_FILES = {
-    "yaml_syntax": ("basic_auth_users: [\n", "", "invalid YAML at line 2"),
-    "mapping_as_key": ("? [a]\n: b\n", "", "found an unhashable key"),
-    "top_level_not_a_mapping": ("- a\n", "", "want a mapping, got a list"),
-    "unknown_top_level_key": ("basic_auth_user: {}\n", "basic_auth_user", "unknown key"),
-    "unknown_tls_key": (
-        "tls_server_config:\n  certfile: x\n",
-        "tls_server_config.certfile",
-        "unknown key",
-    ),
-    "unknown_header": (
-        "http_server_config:\n  headers:\n    X-Powered-By: me\n",
-        "http_server_config.headers.X-Powered-By",
-        "unknown key",
-    ),
-    "rate_limit_unsupported": (
-        "rate_limit:\n  interval: 1s\n  burst: 5\n",
-        "rate_limit",
-        "not supported",
-    ),
-    "client_allowed_sans_unsupported": (
-        tls_yaml("  client_allowed_sans: [a]\n"),
-        "tls_server_config.client_allowed_sans",
-        "not supported",
-    ),
-    "duplicate_user": (
-        f"basic_auth_users:\n  alice: {ALICE_HASH}\n  alice: {BOB_HASH}\n",
-        "",
-        "duplicate key 'alice'",
-    ),
-    "http2_not_boolean": (
-        "http_server_config:\n  http2: maybe\n",
-        "http_server_config.http2",
-        "want true or false, got a string",
-    ),
-    "cert_file_not_string": (
-        "tls_server_config:\n  cert_file: 42\n",
-        "tls_server_config.cert_file",
-        "want a string, got a number",
-    ),
-    "cipher_suites_not_list": (
-        tls_yaml("  cipher_suites: TLS_AES_128_GCM_SHA256\n"),
-        "tls_server_config.cipher_suites",
-        "want a list of strings",
-    ),
-    "unknown_tls_version": (
-        tls_yaml("  min_version: TLS14\n"),
-        "tls_server_config.min_version",
-        'unknown TLS version "TLS14" (want TLS10, TLS11, TLS12, TLS13)',
-    ),
-    "min_version_above_max": (
-        tls_yaml("  min_version: TLS13\n  max_version: TLS12\n"),
-        "tls_server_config.min_version",
-        "is above max_version",
-    ),
-    "unknown_client_auth_type": (
-        tls_yaml("  client_auth_type: Sometimes\n"),
-        "tls_server_config.client_auth_type",
-        'unknown client auth type "Sometimes"',
-    ),
-    "require_any_client_cert_unsupported": (
-        tls_yaml("  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.crt\n"),
-        "tls_server_config.client_auth_type",
-        "use RequireAndVerifyClientCert",
-    ),
-    "verified_client_auth_without_ca": (
-        tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n"),
-        "tls_server_config.client_ca_file",
-        "required when client_auth_type is RequireAndVerifyClientCert",
-    ),
-    "client_ca_without_client_auth": (
-        tls_yaml("  client_ca_file: ca.crt\n"),
-        "tls_server_config.client_auth_type",
-        "client certificates would not be checked",
-    ),
-    "missing_cert_file": (
-        "tls_server_config:\n  cert_file: nope.crt\n  key_file: server.key\n",
-        "tls_server_config.cert_file",
-        "cannot read",
-    ),
-    "cert_and_cert_file": (
-        tls_yaml("  cert: inline\n"),
-        "tls_server_config.cert",
-        "set either cert or cert_file, not both",
-    ),
-    "missing_key": (
-        "tls_server_config:\n  cert_file: server.crt\n",
-        "tls_server_config",
-        "missing one of key or key_file",
-    ),
-    "cert_not_pem": (
-        "tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n",
-        "tls_server_config.cert_file",
-        "no PEM certificate found",
-    ),
-    "key_of_another_certificate": (
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n",
-        "tls_server_config.key_file",
-        "the key does not match the certificate",
-    ),
-    "encrypted_key": (
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: encrypted.key\n",
-        "tls_server_config.key_file",
-        "encrypted private keys are not supported",
-    ),
-    "client_ca_file_without_certificates": (
-        tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: server.key\n"),
-        "tls_server_config.client_ca_file",
-        "no usable PEM certificate",
-    ),
-    "unknown_cipher_suite": (
-        tls_yaml("  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n"),
-        "tls_server_config.cipher_suites[0]",
-        'unknown cipher suite "TLS_RSA_WITH_RC4_128_SHA"',
-    ),
-    "tls13_suites_only_below_tls13": (
-        tls_yaml("  cipher_suites: [TLS_AES_128_GCM_SHA256]\n"),
-        "tls_server_config.cipher_suites",
-        "set min_version: TLS13",
-    ),
-    "unknown_curve": (
-        tls_yaml("  curve_preferences: [CurveP999]\n"),
-        "tls_server_config.curve_preferences[0]",
-        'unknown curve "CurveP999"',
-    ),
-    "several_curves": (
-        tls_yaml("  curve_preferences: [X25519, CurveP256]\n"),
-        "tls_server_config.curve_preferences",
-        "one curve only",
-    ),
-    "header_value_not_allowed": (
-        "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
-        "http_server_config.headers.X-Frame-Options",
-        'unknown value "allow" (want deny, sameorigin)',
-    ),
-    "users_not_a_mapping": (
-        "basic_auth_users: [alice]\n",
-        "basic_auth_users",
-        "want a mapping of user name to bcrypt hash",
-    ),
-    "user_name_not_a_string": (
-        f"basic_auth_users:\n  1234: {ALICE_HASH}\n",
-        "basic_auth_users",
-        "must be a string",
-    ),
-    "user_name_with_colon": (
-        f"basic_auth_users:\n  'a:b': {ALICE_HASH}\n",
-        "basic_auth_users.a:b",
-        "cannot contain ':'",
-    ),
-    "plaintext_password_instead_of_hash": (
-        "basic_auth_users:\n  alice: hunter2\n",
-        "basic_auth_users.alice",
-        "not a bcrypt hash",
-    ),
-    "hash_with_noncanonical_salt": (
-        f"basic_auth_users:\n  alice: $2b$04${'A' * 53}\n",
-        "basic_auth_users.alice",
-        "not a bcrypt hash",
-    ),
-}
+TESTDATA = Path(__file__).parent.parent / "testdata" / "web"
+GOOD_FILES = sorted(TESTDATA.glob("*.good.yml"))
+BAD_FILES = sorted(TESTDATA.glob("*.bad.yml"))
 
 
-@pytest.mark.parametrize(("text", "key", "problem"), BAD_FILES.values(), ids=BAD_FILES.keys())
+def fixture_in(folder: Path, ca: trustme.CA, fixture: Path) -> Path:
+    """`fixture` as web.yml in a folder that also holds the files fixtures name: server.crt,
+    server.key, ca.crt, other.key (of another certificate) and encrypted.key."""
+    write(folder / "other.key", ca.issue_cert("other").private_key_pem.bytes())
+    write(folder / "encrypted.key", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA\n")
+    return write(folder / "web.yml", fixture.read_bytes())
+
+
+def expected_error(fixture: Path) -> tuple[str, str]:
+    """The `# key:` and `# error:` lines that open a .bad.yml fixture."""
+    key_line, error_line = fixture.read_text().splitlines()[:2]
+    assert key_line.startswith("# key:")
+    assert error_line.startswith("# error: ")
+    return key_line.removeprefix("# key:").strip(), error_line.removeprefix("# error: ")
+
+
+@pytest.mark.parametrize("fixture", BAD_FILES, ids=lambda p: p.name)
 def test_bad_file_is_refused_with_one_line_naming_the_key(
-    tls_folder: Path, ca: trustme.CA, text: str, key: str, problem: str
+    tls_folder: Path, ca: trustme.CA, fixture: Path
 ) -> None:
-    write(tls_folder / "other.key", ca.issue_cert("other").private_key_pem.bytes())
-    write(tls_folder / "encrypted.key", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAA\n")
-    path = write(tls_folder / "web.yml", text)
+    key, problem = expected_error(fixture)
+    path = fixture_in(tls_folder, ca, fixture)
 
     error = error_of(path)
 
     assert str(error).startswith(f"web config {path}: {key}: " if key else f"web config {path}: ")
     assert error.key == key
-    assert problem in str(error)
+    assert problem in error.problem
+    assert len(error.problem) < 800  # bounded, whatever the file holds
+
+
+@pytest.mark.parametrize("fixture", GOOD_FILES, ids=lambda p: p.name)
+def test_good_file_loads(tls_folder: Path, ca: trustme.CA, fixture: Path) -> None:
+    config = load_web_config(str(fixture_in(tls_folder, ca, fixture)))
+    assert (config.tls is not None) == ("tls_server_config:\n  " in fixture.read_text())
+
+
+def test_the_fixtures_cover_both_kinds() -> None:
+    assert len(GOOD_FILES) >= 5
+    assert len(BAD_FILES) >= 30
+
+
+def test_allowed_names_are_the_tables_keys() -> None:
+    assert set(get_args(names.CipherSuiteName)) == set(names.CIPHER_SUITES)
+    assert set(get_args(names.CurveName)) == set(names.CURVES)
+    assert set(get_args(names.TLSVersionName)) == set(names.TLS_VERSIONS)
+    assert set(get_args(names.ClientAuthType)) == set(names.CLIENT_AUTH_TYPES)
+    headers = msgspec.structs.fields(schema.HeadersSection)
+    assert [field.encode_name for field in headers] == list(names.HEADERS)
 
 
 def test_missing_file_is_refused(tmp_path: Path) -> None:
@@ -602,22 +487,22 @@ async def test_configured_headers_are_set_on_every_answer(
 async def test_verified_credentials_are_cached_so_bcrypt_runs_once(
     checkpw_calls: list[bytes],
 ) -> None:
-    guard = BasicAuthGuard({"alice": ALICE_HASH})
+    auth = BasicAuth({"alice": ALICE_HASH})
     try:
-        assert await guard.verify("alice", ALICE_PASSWORD.encode())
-        assert await guard.verify("alice", ALICE_PASSWORD.encode())
+        assert await auth.verify("alice", ALICE_PASSWORD.encode()) is Verdict.ALLOWED
+        assert await auth.verify("alice", ALICE_PASSWORD.encode()) is Verdict.ALLOWED
     finally:
-        guard.close()
+        auth.close()
     assert checkpw_calls == [ALICE_HASH.encode()]
 
 
 async def test_failures_are_not_cached(checkpw_calls: list[bytes]) -> None:
-    guard = BasicAuthGuard({"alice": ALICE_HASH})
+    auth = BasicAuth({"alice": ALICE_HASH})
     try:
-        assert not await guard.verify("alice", b"wrong")
-        assert not await guard.verify("alice", b"wrong")
+        assert await auth.verify("alice", b"wrong") is Verdict.DENIED
+        assert await auth.verify("alice", b"wrong") is Verdict.DENIED
     finally:
-        guard.close()
+        auth.close()
     assert len(checkpw_calls) == 2
 
 
@@ -625,32 +510,32 @@ async def test_unknown_user_pays_a_bcrypt_round_at_the_configured_cost(
     checkpw_calls: list[bytes],
 ) -> None:
     costly = "$2b$07$" + ALICE_HASH[7:]
-    guard = BasicAuthGuard({"alice": ALICE_HASH, "bob": costly})
+    auth = BasicAuth({"alice": ALICE_HASH, "bob": costly})
     try:
-        assert not await guard.verify("mallory", b"whatever")
+        assert await auth.verify("mallory", b"whatever") is Verdict.DENIED
     finally:
-        guard.close()
+        auth.close()
     assert len(checkpw_calls) == 1
     assert checkpw_calls[0].startswith(b"$2b$07$")
 
 
 async def test_cache_is_bounded(checkpw_calls: list[bytes]) -> None:
-    guard = BasicAuthGuard({"alice": ALICE_HASH, "bob": BOB_HASH}, cache_size=1)
+    auth = BasicAuth({"alice": ALICE_HASH, "bob": BOB_HASH}, cache_size=1)
     try:
         for user, password in [("alice", ALICE_PASSWORD), ("bob", BOB_PASSWORD)] * 2:
-            assert await guard.verify(user, password.encode())
+            assert await auth.verify(user, password.encode()) is Verdict.ALLOWED
     finally:
-        guard.close()
+        auth.close()
     assert len(checkpw_calls) == 4
 
 
 async def test_password_beyond_72_bytes_is_truncated_like_go_and_htpasswd() -> None:
     long_password = b"p" * 72
-    guard = BasicAuthGuard({"alice": bcrypt.hashpw(long_password, bcrypt.gensalt(4)).decode()})
+    auth = BasicAuth({"alice": bcrypt.hashpw(long_password, bcrypt.gensalt(4)).decode()})
     try:
-        assert await guard.verify("alice", long_password + b"-ignored-by-bcrypt")
+        assert await auth.verify("alice", long_password + b"-ignored-by-bcrypt") is Verdict.ALLOWED
     finally:
-        guard.close()
+        auth.close()
 
 
 async def test_passwords_never_reach_the_logs(
@@ -733,7 +618,7 @@ def test_fixed_file_is_loaded_after_a_broken_one(
     assert not watcher.maybe_reload()
     write(path, users_yaml(bob=BOB_HASH))
     assert watcher.maybe_reload()
-    assert set(watcher.guard.users) == {"bob"}
+    assert set(watcher.config.basic_auth_users) == {"bob"}
 
 
 def test_files_are_checked_at_most_once_per_interval(tmp_path: Path) -> None:
@@ -746,7 +631,7 @@ def test_files_are_checked_at_most_once_per_interval(tmp_path: Path) -> None:
         assert not watcher.maybe_reload()
         now[0] += 0.6
         assert watcher.maybe_reload()
-        assert set(watcher.guard.users) == {"bob"}
+        assert set(watcher.config.basic_auth_users) == {"bob"}
     finally:
         watcher.close()
 
@@ -795,11 +680,80 @@ def test_reload_never_raises(
     path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
     watcher = make_watcher(path)
 
-    def explode(_: str) -> webconfig.WebConfig:
+    def explode(_: str) -> WebConfig:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(webconfig, "load_web_config", explode)
+    monkeypatch.setattr(loader, "load_web_config", explode)
     write(path, users_yaml(bob=BOB_HASH))
     assert not watcher.maybe_reload()
     assert "reload failed: RuntimeError: disk on fire" in caplog.text
-    assert set(watcher.guard.users) == {"alice"}
+    assert set(watcher.config.basic_auth_users) == {"alice"}
+
+
+async def test_checks_of_clients_that_left_are_dropped_unchecked(
+    checkpw_calls: list[bytes],
+) -> None:
+    auth = BasicAuth({"alice": ALICE_HASH})
+    try:
+        gone = [auth.verify("alice", b"wrong", wanted=lambda: False) for _ in range(20)]
+        here = auth.verify("alice", ALICE_PASSWORD.encode())
+        verdicts = await asyncio.gather(*gone, here)
+    finally:
+        auth.close()
+    assert verdicts == [Verdict.DENIED] * 20 + [Verdict.ALLOWED]
+    assert checkpw_calls == [ALICE_HASH.encode()]
+
+
+async def test_a_full_bcrypt_queue_answers_busy(checkpw_calls: list[bytes]) -> None:
+    auth = BasicAuth({"alice": ALICE_HASH}, max_waiting=3)
+    try:
+        verdicts = await asyncio.gather(*(auth.verify("alice", b"wrong") for _ in range(5)))
+    finally:
+        auth.close()
+    assert verdicts.count(Verdict.BUSY) == 2
+    assert verdicts.count(Verdict.DENIED) == 3
+
+
+async def test_a_full_queue_first_sheds_the_clients_that_left(
+    checkpw_calls: list[bytes],
+) -> None:
+    auth = BasicAuth({"alice": ALICE_HASH}, max_waiting=3)
+    try:
+        gone = [auth.verify("alice", b"wrong", wanted=lambda: False) for _ in range(3)]
+        verdicts = await asyncio.gather(*gone, auth.verify("alice", ALICE_PASSWORD.encode()))
+    finally:
+        auth.close()
+    assert verdicts[-1] is Verdict.ALLOWED
+
+
+@pytest.mark.parametrize(
+    "caught_mid_write", ["", "basic_auth_users:\n", "basic_auth_users: {}\n"], ids=repr
+)
+async def test_a_reload_that_would_remove_authentication_keeps_the_users(
+    tmp_path: Path,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    caplog: pytest.LogCaptureFixture,
+    caught_mid_write: str,
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+    async with http_client(watcher) as client:
+        write(path, caught_mid_write)
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/metrics", headers=basic("alice", ALICE_PASSWORD))).status == 200
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert ["removing authentication needs a restart" in r.getMessage() for r in warnings] == [True]
+
+
+def test_reload_now_reports_a_broken_file_in_one_line(
+    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+) -> None:
+    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    watcher = make_watcher(path)
+    write(path, "basic_auth_users:\n  alice: not-a-hash\n")
+    problem = watcher.reload()
+    assert problem is not None
+    assert "basic_auth_users.alice: not a bcrypt hash" in problem
+    write(path, users_yaml(bob=BOB_HASH))
+    assert watcher.reload() is None
+    assert set(watcher.config.basic_auth_users) == {"bob"}
