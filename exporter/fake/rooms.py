@@ -1,5 +1,5 @@
 """GET /api/v1/livechat/rooms in the fake: filters, paging, the permission, the 400 bodies and
-full room documents (docs/conversations.md, "The livechat/rooms route").
+full room documents (docs/conversations.md, "The fake").
 """
 
 from __future__ import annotations
