@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from exporter.rocketchat.auth import PasswordAuth, TokenAuth
 from exporter.rocketchat.client import RESET_MARGIN, RocketChatClient
 from exporter.rocketchat.models import QueuePage
 from exporter.rocketchat.outcome import Outcome, Result
-from tests.unit.conftest import counted
+from tests.unit.conftest import Clock, counted
 
 BASE = "http://rc.test"
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
@@ -41,25 +41,6 @@ def page(*rows: dict[str, Any], total: int | None = None) -> dict[str, Any]:
     }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 async def client(clock: Clock) -> AsyncIterator[RocketChatClient]:
     async with RocketChatClient(BASE, TokenAuth("u1", "tok-abcdef"), 5.0, clock=clock) as c:
@@ -68,6 +49,16 @@ async def client(clock: Clock) -> AsyncIterator[RocketChatClient]:
 
 async def get_queue(client: RocketChatClient, **kwargs: Any) -> Result[QueuePage]:
     return await client.get("livechat/queue", {"count": "0"}, QueuePage, **kwargs)
+
+
+async def outcome_of(
+    mock: aioresponses, client: RocketChatClient, **answer: Any
+) -> tuple[Outcome, tuple[str, ...]]:
+    """The outcome of a queue request that gets `answer` (aioresponses' arguments), and the
+    status codes the poller's tally counts for it."""
+    mock.get(QUEUE, **answer)
+    result, codes = await counted(get_queue(client))
+    return result.outcome, codes
 
 
 def sent_headers(mock: aioresponses) -> list[dict[str, str]]:
@@ -236,17 +227,15 @@ async def test_429_is_rate_limited(
 async def test_5xx_is_a_server_error(
     mock: aioresponses, client: RocketChatClient, status: int
 ) -> None:
-    mock.get(QUEUE, status=status, body="<html>Bad Gateway</html>", content_type="text/html")
-    answer, answer_codes = await counted(get_queue(client))
-    assert answer.outcome is Outcome.SERVER_ERROR
-    assert answer_codes == (str(status),)
+    html = {"body": "<html>Bad Gateway</html>", "content_type": "text/html"}
+    assert await outcome_of(mock, client, status=status, **html) == (
+        Outcome.SERVER_ERROR,
+        (str(status),),
+    )
 
 
 async def test_no_answer_in_time_is_a_timeout(mock: aioresponses, client: RocketChatClient) -> None:
-    mock.get(QUEUE, timeout=True)
-    answer, answer_codes = await counted(get_queue(client))
-    assert answer.outcome is Outcome.TIMEOUT
-    assert answer_codes == ("none",)
+    assert await outcome_of(mock, client, timeout=True) == (Outcome.TIMEOUT, ("none",))
 
 
 @pytest.mark.parametrize(
@@ -262,10 +251,7 @@ async def test_no_answer_in_time_is_a_timeout(mock: aioresponses, client: Rocket
 async def test_transport_failures_are_network_errors(
     mock: aioresponses, client: RocketChatClient, error: Exception
 ) -> None:
-    mock.get(QUEUE, exception=error)
-    answer, answer_codes = await counted(get_queue(client))
-    assert answer.outcome is Outcome.NETWORK_ERROR
-    assert answer_codes == ("none",)
+    assert await outcome_of(mock, client, exception=error) == (Outcome.NETWORK_ERROR, ("none",))
 
 
 @pytest.mark.parametrize(

@@ -554,41 +554,48 @@ async def test_passwords_never_reach_the_logs(
 # --- reload ------------------------------------------------------------------------------
 
 
-async def test_added_user_is_accepted_after_reload(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+@pytest.mark.parametrize(
+    ("before", "after", "probes"),
+    [
+        (
+            {"alice": ALICE_HASH},
+            {"alice": ALICE_HASH, "bob": BOB_HASH},
+            [("bob", BOB_PASSWORD, 401, 200)],
+        ),
+        (
+            {"alice": ALICE_HASH, "bob": BOB_HASH},
+            {"alice": ALICE_HASH},
+            [("bob", BOB_PASSWORD, 200, 401)],
+        ),
+        (
+            {"alice": ALICE_HASH},
+            {"alice": BOB_HASH},
+            [("alice", ALICE_PASSWORD, 200, 401), ("alice", BOB_PASSWORD, 401, 200)],
+        ),
+    ],
+    ids=["added user", "removed user", "rotated password"],
+)
+async def test_a_reload_changes_who_is_let_in_despite_the_cache(
+    tmp_path: Path,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    before: dict[str, str],
+    after: dict[str, str],
+    probes: list[tuple[str, str, int, int]],
 ) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    """Each probe: a user, a password, and the status it gets before and after the reload."""
+    path = write(tmp_path / "web.yml", users_yaml(**before))
     watcher = make_watcher(path)
     async with http_client(watcher) as client:
-        bob = basic("bob", BOB_PASSWORD)
-        assert (await client.get("/metrics", headers=bob)).status == 401
-        write(path, users_yaml(alice=ALICE_HASH, bob=BOB_HASH))
-        assert (await client.get("/metrics", headers=bob)).status == 200
 
+        async def statuses() -> list[int]:
+            return [
+                (await client.get("/metrics", headers=basic(user, password))).status
+                for user, password, _, _ in probes
+            ]
 
-async def test_removed_user_is_refused_after_reload_despite_the_cache(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
-) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH, bob=BOB_HASH))
-    watcher = make_watcher(path)
-    async with http_client(watcher) as client:
-        bob = basic("bob", BOB_PASSWORD)
-        assert (await client.get("/metrics", headers=bob)).status == 200
-        write(path, users_yaml(alice=ALICE_HASH))
-        assert (await client.get("/metrics", headers=bob)).status == 401
-
-
-async def test_rotated_password_is_refused_despite_the_cache(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
-) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
-    watcher = make_watcher(path)
-    async with http_client(watcher) as client:
-        old = basic("alice", ALICE_PASSWORD)
-        assert (await client.get("/metrics", headers=old)).status == 200
-        write(path, users_yaml(alice=BOB_HASH))
-        assert (await client.get("/metrics", headers=old)).status == 401
-        assert (await client.get("/metrics", headers=basic("alice", BOB_PASSWORD))).status == 200
+        assert await statuses() == [status for _, _, status, _ in probes]
+        write(path, users_yaml(**after))
+        assert await statuses() == [status for _, _, _, status in probes]
 
 
 async def test_broken_file_keeps_the_old_users_and_logs_one_error(
