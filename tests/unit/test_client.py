@@ -119,18 +119,18 @@ async def test_a_deleted_agent_row_of_old_servers_is_accepted(
 
 # --- failures, per era's body (docs/rocketchat-api.md, "Error bodies") -------------------
 
-UNAUTHORIZED_BODIES: list[dict[str, Any]] = [
-    {"status": "error", "message": "You must be logged in to do this."},
-    {
+UNAUTHORIZED_BODIES: dict[str, dict[str, Any]] = {
+    "restivus": {"status": "error", "message": "You must be logged in to do this."},
+    "apiclass": {
         "success": False,
         "error": "You must be logged in to do this.",
         "status": "error",
         "message": "You must be logged in to do this.",
     },
-    {"success": False, "error": "You must be logged in to do this."},
-]
-FORBIDDEN_ANSWERS = [
-    (
+    "v8": {"success": False, "error": "You must be logged in to do this."},
+}
+FORBIDDEN_ANSWERS = {
+    "restivus": (
         403,
         {
             "success": False,
@@ -138,7 +138,7 @@ FORBIDDEN_ANSWERS = [
             "action [error-unauthorized]",
         },
     ),
-    (
+    "v8": (
         403,
         {
             "success": False,
@@ -146,63 +146,63 @@ FORBIDDEN_ANSWERS = [
             "action [error-forbidden]",
         },
     ),
-    (403, {"success": False, "error": "unauthorized"}),
-    (400, {"success": False, "error": "error-not-authorized"}),
-]
-BAD_REQUEST_BODIES = [
-    {
+    "secondary-permission": (403, {"success": False, "error": "unauthorized"}),
+    "E1-400": (400, {"success": False, "error": "error-not-authorized"}),
+}
+BAD_REQUEST_BODIES = {
+    "E5": {
         "success": False,
         "error": "must NOT have additional properties [invalid-params]",
         "errorType": "invalid-params",
     },
-    {
+    "E6": {
         "success": False,
         "errorType": "error-invalid-params",
         "error": "must NOT have additional properties",
     },
-    {
+    "sort": {
         "success": False,
         "error": 'Invalid sort parameter provided: "x" [error-invalid-sort]',
         "errorType": "error-invalid-sort",
         "details": {"helperMethod": "parseJsonQuery"},
     },
-]
+}
 TOO_MANY = (
     "Error, too many requests. Please slow down. You must wait 42 seconds before trying "
     "this endpoint again. [error-too-many-requests]"
 )
 
 
-@pytest.mark.parametrize("body", UNAUTHORIZED_BODIES, ids=["restivus", "apiclass", "v8"])
-async def test_401_is_unauthorized_in_every_era(
-    mock: aioresponses, client: RocketChatClient, body: dict[str, Any]
-) -> None:
-    mock.get(QUEUE, status=401, payload=body)
-    answer = await get_queue(client)
-    assert answer.outcome is Outcome.UNAUTHORIZED
-    assert "You must be logged in" in answer.message
+# Each era's answer: its status, its body, the outcome and what the message must quote.
+ERROR_ANSWERS = [
+    *[
+        pytest.param(401, body, Outcome.UNAUTHORIZED, "You must be logged in", id=f"401 {era}")
+        for era, body in UNAUTHORIZED_BODIES.items()
+    ],
+    *[
+        pytest.param(status, body, Outcome.FORBIDDEN, str(status), id=f"forbidden {era}")
+        for era, (status, body) in FORBIDDEN_ANSWERS.items()
+    ],
+    *[
+        pytest.param(400, body, Outcome.BAD_REQUEST, body["error"], id=f"400 {era}")
+        for era, body in BAD_REQUEST_BODIES.items()
+    ],
+]
 
 
-@pytest.mark.parametrize(
-    ("status", "body"), FORBIDDEN_ANSWERS, ids=["restivus", "v8", "secondary-permission", "E1-400"]
-)
-async def test_a_missing_permission_is_forbidden_in_every_era(
-    mock: aioresponses, client: RocketChatClient, status: int, body: dict[str, Any]
+@pytest.mark.parametrize(("status", "body", "outcome", "quoted"), ERROR_ANSWERS)
+async def test_an_error_answer_is_its_outcome_in_every_era(
+    mock: aioresponses,
+    client: RocketChatClient,
+    status: int,
+    body: dict[str, Any],
+    outcome: Outcome,
+    quoted: str,
 ) -> None:
     mock.get(QUEUE, status=status, payload=body)
     answer = await get_queue(client)
-    assert answer.outcome is Outcome.FORBIDDEN
-    assert str(status) in answer.message
-
-
-@pytest.mark.parametrize("body", BAD_REQUEST_BODIES, ids=["E5", "E6", "sort"])
-async def test_other_400s_are_bad_requests(
-    mock: aioresponses, client: RocketChatClient, body: dict[str, Any]
-) -> None:
-    mock.get(QUEUE, status=400, payload=body)
-    answer = await get_queue(client)
-    assert answer.outcome is Outcome.BAD_REQUEST
-    assert body["error"] in answer.message
+    assert answer.outcome is outcome
+    assert quoted in answer.message
 
 
 async def test_404_says_to_check_the_url(mock: aioresponses, client: RocketChatClient) -> None:
@@ -420,7 +420,7 @@ async def test_a_rotated_token_file_is_retried_once_after_a_401(
         tokens.append(kwargs["headers"]["X-Auth-Token"])
         if len(tokens) == 1:
             token_file.write_text("new-token\n")  # the Secret was rotated meanwhile
-            return CallbackResult(status=401, payload=UNAUTHORIZED_BODIES[0])
+            return CallbackResult(status=401, payload=UNAUTHORIZED_BODIES["restivus"])
         return CallbackResult(payload=page())
 
     mock.get(QUEUE, callback=answer, repeat=True)
@@ -432,7 +432,7 @@ async def test_a_rotated_token_file_is_retried_once_after_a_401(
 async def test_a_rejected_fixed_token_is_not_retried(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
-    mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES[0], repeat=True)
+    mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES["restivus"], repeat=True)
     answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.UNAUTHORIZED
     assert answer_codes == ("401",)
@@ -459,7 +459,7 @@ async def test_an_expired_session_logs_in_again_once(mock: aioresponses) -> None
     mock.post(LOGIN, payload=login_ok("session-1"))
     mock.post(LOGIN, payload=login_ok("session-2"))
     mock.get(QUEUE, payload=page())
-    mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES[1])
+    mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES["apiclass"])
     mock.get(QUEUE, payload=page())
     async with RocketChatClient(BASE, PasswordAuth("bot", "pw"), 5.0) as client:
         assert (await get_queue(client)).ok
