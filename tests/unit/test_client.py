@@ -18,7 +18,7 @@ from aioresponses import CallbackResult, aioresponses
 from exporter.rocketchat.auth import PasswordAuth, TokenAuth
 from exporter.rocketchat.client import RESET_MARGIN, RocketChatClient
 from exporter.rocketchat.models import QueuePage
-from exporter.rocketchat.outcome import Outcome, Result
+from exporter.rocketchat.outcome import Outcome, RateLimit, Result
 from tests.unit.conftest import Clock, counted
 
 BASE = "http://rc.test"
@@ -317,12 +317,20 @@ def limit_headers(remaining: int, reset_in: float, server_now: float) -> dict[st
     }
 
 
+async def rate_limit_read(
+    mock: aioresponses, client: RocketChatClient, headers: dict[str, str]
+) -> RateLimit:
+    """The rate limit the client reads from a good answer with `headers`."""
+    mock.get(QUEUE, payload=page(ROW), headers=headers)
+    limit = (await get_queue(client)).rate_limit
+    assert limit is not None
+    return limit
+
+
 async def test_rate_limit_headers_are_read_in_milliseconds(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
-    mock.get(QUEUE, payload=page(ROW), headers=limit_headers(7, 42, 1_700_000_000))
-    limit = (await get_queue(client)).rate_limit
-    assert limit is not None
+    limit = await rate_limit_read(mock, client, limit_headers(7, 42, 1_700_000_000))
     assert (limit.limit, limit.remaining) == (10, 7)
     assert limit.reset_in == pytest.approx(42)
 
@@ -331,9 +339,7 @@ async def test_the_reset_is_measured_on_the_servers_clock(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
     # The server's clock is years off ours: its own Date header keeps the wait right.
-    mock.get(QUEUE, payload=page(ROW), headers=limit_headers(3, 30, 1_500_000_000))
-    limit = (await get_queue(client)).rate_limit
-    assert limit is not None
+    limit = await rate_limit_read(mock, client, limit_headers(3, 30, 1_500_000_000))
     assert limit.reset_in == pytest.approx(30)
 
 

@@ -216,9 +216,8 @@ async def test_inquiries_forbidden_names_the_permission(
     mock.get(DEPARTMENTS, payload=listing("departments", []))
     mock.get(INQUIRIES, status=403, payload=FORBIDDEN)
     answer, answer_codes = await counted(poll_inquiries(client))
-    assert answer.outcome is Outcome.FORBIDDEN
+    assert (answer.outcome, answer_codes) == (Outcome.FORBIDDEN, ("200", "403"))
     assert "view-livechat-manager" in answer.message
-    assert answer_codes == ("200", "403")
 
 
 async def test_an_unreadable_inquiry_time_is_an_invalid_response(
