@@ -10,10 +10,10 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -22,6 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.fake import World
 from tests.support.faults import InstrumentedFake
+
+T = TypeVar("T")
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
@@ -80,16 +82,31 @@ class ExporterProcess:
     async def wait_for(
         self, condition: Callable[[Scrape], bool], within: float = 15.0, what: str = "condition"
     ) -> Scrape:
+        return await self.poll_until(self.scrape, condition, within, what)
+
+    async def poll_until(
+        self,
+        probe: Callable[[], Awaitable[T]],
+        condition: Callable[[T], bool],
+        within: float,
+        what: str,
+        every: float = 0.05,
+    ) -> T:
+        """The first answer of `probe` (every `every` s) that meets `condition`; an
+        AssertionError if the exporter exits first, or after `within` s."""
         deadline = time.monotonic() + within
         while True:
-            scrape = await self.scrape()
-            if condition(scrape):
-                return scrape
-            if time.monotonic() > deadline or self.process.returncode is not None:
-                raise AssertionError(
-                    f"{what} not met within {within}s; log tail: {self.raw_log[-5:]}"
-                )
-            await asyncio.sleep(0.05)
+            answer = await probe()
+            if condition(answer):
+                return answer
+            if self.process.returncode is not None:
+                raise AssertionError(f"the exporter exited while waiting for {what}: {self.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not met within {within}s: {self.tail()}")
+            await asyncio.sleep(every)
+
+    def tail(self) -> str:
+        return f"log tail: {self.raw_log[-5:]}"
 
     async def wait_for_polls(
         self,
@@ -155,15 +172,13 @@ async def start_exporter(
         "--log.level=debug",
     ]
     if config is not None:
-        path = tmp_path / f"config-{time.monotonic_ns()}.yaml"
-        path.write_text(yaml.safe_dump(dict(config)))
-        command += ["--config.file", str(path)]
+        command += ["--config.file", write_config(tmp_path, config)]
     process = await asyncio.create_subprocess_exec(
         *command,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**_clean_env(), **(env or {})},
+        env={**clean_env(), **(env or {})},
     )
     exporter = ExporterProcess(process)
     listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -175,6 +190,30 @@ async def start_exporter(
         raise
     exporter.url = f"http://{address}"
     return exporter
+
+
+def write_config(tmp_path: Path, config: Mapping[str, Any]) -> str:
+    """`config` as a YAML file of its own in `tmp_path`; its path."""
+    path = tmp_path / f"config-{time.monotonic_ns()}.yaml"
+    path.write_text(yaml.safe_dump(dict(config)))
+    return str(path)
+
+
+async def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, within: float = 30.0
+) -> tuple[int, str, str]:
+    """Runs `python -m exporter *args` to its end: exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**clean_env(), **(env or {})},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), within)
+    return process.returncode or 0, out.decode(), err.decode()
 
 
 async def terminate(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:
@@ -189,19 +228,20 @@ async def terminate(process: asyncio.subprocess.Process, sig: int = signal.SIGTE
         await process.wait()
 
 
-def selected_params(request: pytest.FixtureRequest, name: str) -> list[Any]:
-    """The values of parameter `name` that the selected tests of the requesting module use:
-    for a module fixture that runs only the cases `-k` kept."""
-    return [
+def selected(request: pytest.FixtureRequest, name: str, cases: Sequence[T]) -> list[T]:
+    """The `cases` of parameter `name` that the selected tests of the requesting module use,
+    in their order: for a module fixture that runs only the cases `-k` kept."""
+    wanted = [
         item.callspec.params.get(name)
         for item in request.session.items
         if isinstance(item, pytest.Function)
         and item.module is request.module
         and hasattr(item, "callspec")
     ]
+    return [case for case in cases if case in wanted]
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     """The test process's environment without anything that configures the exporter."""
     prefixes = ("ROCKETCHAT_", "LIVECHAT_EXPORTER_")
     return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
@@ -230,9 +270,12 @@ def exporter_config(
 
 @contextlib.asynccontextmanager
 async def exporter_running(
-    config: Mapping[str, Any] | None, tmp_path: Path, *args: str
+    config: Mapping[str, Any] | None,
+    tmp_path: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[ExporterProcess]:
-    exporter = await start_exporter(config, tmp_path, *args)
+    exporter = await start_exporter(config, tmp_path, *args, env=env)
     try:
         yield exporter
     finally:

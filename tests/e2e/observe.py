@@ -4,7 +4,6 @@ process's memory and file descriptors."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -94,17 +93,7 @@ class Watcher:
         self, condition: Callable[[Observation], bool], within: float, what: str
     ) -> Observation:
         """The first observation meeting `condition`; an AssertionError after `within` s."""
-        deadline = time.monotonic() + within
-        while True:
-            observation = await self.observe()
-            if condition(observation):
-                return observation
-            if self.exporter.process.returncode is not None:
-                raise AssertionError(f"the exporter exited while waiting for {what}")
-            if time.monotonic() > deadline:
-                tail = self.exporter.raw_log[-5:]
-                raise AssertionError(f"{what} not seen within {within}s; log tail: {tail}")
-            await asyncio.sleep(self.every)
+        return await self.exporter.poll_until(self.observe, condition, within, what, self.every)
 
     def between(self, start: float, end: float) -> list[Observation]:
         """The observations sent and answered within [start, end] (Unix times)."""

@@ -116,13 +116,19 @@ async def test_a_missing_permission_names_it(
         assert scrape.value("rocketchat_livechat_up", collector=other) in (1.0, None)
 
 
+def limit_rate(fake: InstrumentedFake, bot: ApiUser, calls: int, window_ms: int) -> None:
+    """Takes `bot`'s bypass of the rate limit away: `calls` per endpoint and window, the
+    windows starting now."""
+    bot.bypass_rate_limit = False
+    fake.settings.rate_limit_calls = calls
+    fake.settings.rate_limit_window_ms = window_ms
+    fake.reset_rate_limits()
+
+
 async def test_each_endpoint_has_its_own_rate_limit(
     fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
-    bot.bypass_rate_limit = False
-    fake.settings.rate_limit_calls = 3
-    fake.settings.rate_limit_window_ms = 4000
-    fake.reset_rate_limits()
+    limit_rate(fake, bot, calls=3, window_ms=4000)
     async with exporter_running(exporter_config(fake, collectors=EVERYTHING), tmp_path) as e:
         await e.wait_for_polls("queue", more_than=4, within=20)
         scrape = await e.scrape()
@@ -138,10 +144,7 @@ async def test_each_endpoint_has_its_own_rate_limit(
 async def test_after_a_429_nothing_is_sent_before_the_reset(
     fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
-    bot.bypass_rate_limit = False
-    fake.settings.rate_limit_calls = 2
-    fake.settings.rate_limit_window_ms = 3000
-    fake.reset_rate_limits()
+    limit_rate(fake, bot, calls=2, window_ms=3000)
     user = next(iter(fake.users.values()))
     headers = {"X-User-Id": user.user_id, "X-Auth-Token": user.token}
     queue_url = f"{fake.url}/api/v1/livechat/queue"

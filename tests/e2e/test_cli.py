@@ -2,43 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from exporter import __version__
-from tests.e2e.harness import exporter_config, exporter_running, parse_text, start_exporter
+from tests.e2e.harness import (
+    exporter_config,
+    exporter_running,
+    parse_text,
+    run_cli,
+    start_exporter,
+    write_config,
+)
 from tests.support.faults import InstrumentedFake
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0;q=0.6,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
 )
-
-
-async def run_cli(*args: str, within: float = 30.0) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), within)
-    return process.returncode or 0, out.decode(), err.decode()
-
-
-def write_config(tmp_path: Path, config: object) -> str:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
 
 
 async def test_version() -> None:

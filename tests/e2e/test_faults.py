@@ -41,7 +41,7 @@ from tests.e2e.harness import (
     Labels,
     exporter_config,
     queue_truth,
-    selected_params,
+    selected,
     start_exporter,
 )
 from tests.e2e.observe import (
@@ -437,8 +437,7 @@ def cycles(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Cycle]:
     """The cycles of every case a selected test of this module asks for, run once."""
-    wanted = selected_params(request, "case")
-    cases = [c for c in FAULTS if c in wanted]
+    cases = selected(request, "case", FAULTS)
     return asyncio.run(run_cycles(cases, tmp_path_factory.mktemp("faults")))
 
 
@@ -474,28 +473,22 @@ def test_every_scrape_is_answered_quickly(cycle: Cycle) -> None:
     assert slowest.took < SCRAPE_BOUND
 
 
+def grown(cycle: Cycle, metric: str, label: str) -> set[str]:
+    """The values of `label` whose count in `metric` grew from the good state to the fault."""
+    assert cycle.good is not None
+    before = cycle.good.counted(metric, label)
+    during = cycle.last_during_the_fault().counted(metric, label)
+    return {value for value, count in during.items() if count > before.get(value, 0.0)}
+
+
 @every_fault
 def test_the_failed_polls_are_counted_with_their_result(cycle: Cycle) -> None:
-    assert cycle.good is not None
-    last = cycle.last_during_the_fault()
-    grown = {
-        result
-        for result, count in last.counted(POLLS, "result").items()
-        if count > cycle.good.polls(result)
-    }
-    assert grown == {cycle.case.result}
+    assert grown(cycle, POLLS, "result") == {cycle.case.result}
 
 
 @every_fault
 def test_their_requests_are_counted_with_their_code(cycle: Cycle) -> None:
-    assert cycle.good is not None
-    last = cycle.last_during_the_fault()
-    grown = {
-        code
-        for code, count in last.counted(REQUESTS, "code").items()
-        if count > cycle.good.requests(code)
-    }
-    assert grown == cycle.case.codes
+    assert grown(cycle, REQUESTS, "code") == cycle.case.codes
 
 
 @every_fault

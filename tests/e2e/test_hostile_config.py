@@ -16,8 +16,7 @@ import yaml
 
 from exporter.fake import ApiUser, ServerSettings
 from tests.e2e.conftest import small_world
-from tests.e2e.harness import exporter_config, start_exporter
-from tests.e2e.test_cli import run_cli
+from tests.e2e.harness import exporter_config, run_cli, start_exporter
 from tests.support.faults import InstrumentedFake, Reply
 
 GOOD = {"url": "https://chat.example.com", "user_id": "u1", "auth_token": "tok-123456"}

@@ -5,6 +5,8 @@ or a new password."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 
 from exporter.fake import ApiUser
 from exporter.rocketchat.auth import LOGIN_RETRY_AFTER
-from tests.e2e.harness import ExporterProcess, exporter_config, queue_truth, start_exporter
+from tests.e2e.harness import ExporterProcess, exporter_config, exporter_running, queue_truth
 from tests.e2e.observe import QUEUE_CHATS, Watcher, tracebacks
 from tests.support.faults import InstrumentedFake, Reply
 
@@ -41,15 +43,19 @@ def login_config(fake: InstrumentedFake, password_file: Path | None) -> dict[str
     return config
 
 
-async def start_with_password(
+@asynccontextmanager
+async def running_with_password(
     fake: InstrumentedFake, tmp_path: Path, password: str, source: str = "file"
-) -> ExporterProcess:
+) -> AsyncIterator[ExporterProcess]:
+    """The exporter logging in with `password`, from a file or from the environment."""
     if source == "env":
-        config = login_config(fake, None)
-        return await start_exporter(config, tmp_path, env={"ROCKETCHAT_PASSWORD": password})
-    password_file = tmp_path / "password"
-    password_file.write_text(password + "\n")
-    return await start_exporter(login_config(fake, password_file), tmp_path)
+        config, env = login_config(fake, None), {"ROCKETCHAT_PASSWORD": password}
+    else:
+        password_file = tmp_path / "password"
+        password_file.write_text(password + "\n")
+        config, env = login_config(fake, password_file), {}
+    async with exporter_running(config, tmp_path, env=env) as exporter:
+        yield exporter
 
 
 def logins(fake: InstrumentedFake) -> list[int | None]:
@@ -65,12 +71,9 @@ def queue_requests(fake: InstrumentedFake, status: int) -> int:
 async def test_the_token_from_the_login_is_used(
     fake: InstrumentedFake, bot: ApiUser, tmp_path: Path, source: str
 ) -> None:
-    exporter = await start_with_password(fake, tmp_path, PASSWORD, source)
-    try:
+    async with running_with_password(fake, tmp_path, PASSWORD, source) as exporter:
         scrape = await exporter.wait_for_polls(within=WITHIN)
         scrape = await exporter.wait_for_polls(more_than=2, within=WITHIN)
-    finally:
-        await exporter.stop()
     assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
     assert logins(fake) == [200]
     assert len(bot.login_tokens) == 1
@@ -83,8 +86,7 @@ async def test_the_token_from_the_login_is_used(
 async def test_a_revoked_session_logs_in_again_once_and_recovers(
     fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
-    exporter = await start_with_password(fake, tmp_path, PASSWORD)
-    try:
+    async with running_with_password(fake, tmp_path, PASSWORD) as exporter:
         async with Watcher(exporter) as watcher:
             await watcher.until(lambda o: o.polls("success") >= 1, WITHIN, "a good poll")
             (session,) = bot.login_tokens
@@ -94,8 +96,6 @@ async def test_a_revoked_session_logs_in_again_once_and_recovers(
                 lambda o: o.requests("401") >= 1 and o.polls("success") >= 3, WITHIN, "renewal"
             )
         await exporter.wait_for_polls(more_than=renewed.polls("success") + 1, within=WITHIN)
-    finally:
-        await exporter.stop()
     assert logins(fake) == [200, 200]
     assert queue_requests(fake, 401) == 1
     assert renewed.polls("unauthorized") == 0  # the retry saved the poll
@@ -107,11 +107,8 @@ async def test_a_revoked_session_logs_in_again_once_and_recovers(
 async def test_a_wrong_password_is_unauthorized_and_not_tried_again(
     fake: InstrumentedFake, tmp_path: Path
 ) -> None:
-    exporter = await start_with_password(fake, tmp_path, "not-the-password")
-    try:
+    async with running_with_password(fake, tmp_path, "not-the-password") as exporter:
         scrape = await exporter.wait_for_polls(result="unauthorized", more_than=2, within=WITHIN)
-    finally:
-        await exporter.stop()
     assert logins(fake) == [401]  # three polls, one login: the next one in 15 minutes
     assert LOGIN_RETRY_AFTER == 900
     assert scrape.value("rocketchat_livechat_up", collector="queue") == 0
@@ -126,13 +123,10 @@ async def test_a_wrong_password_is_unauthorized_and_not_tried_again(
 async def test_a_corrected_password_file_is_used_at_the_next_poll(
     fake: InstrumentedFake, tmp_path: Path
 ) -> None:
-    exporter = await start_with_password(fake, tmp_path, "not-the-password")
-    try:
+    async with running_with_password(fake, tmp_path, "not-the-password") as exporter:
         await exporter.wait_for_polls(result="unauthorized", within=WITHIN)
         (tmp_path / "password").write_text(PASSWORD + "\n")
         scrape = await exporter.wait_for_polls(within=3.0)
-    finally:
-        await exporter.stop()
     assert logins(fake) == [401, 200]
     assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
 
@@ -141,12 +135,9 @@ async def test_a_user_with_two_factor_auth_is_told_to_use_a_personal_access_toke
     fake: InstrumentedFake, bot: ApiUser, tmp_path: Path
 ) -> None:
     bot.totp_required = True
-    exporter = await start_with_password(fake, tmp_path, PASSWORD)
-    try:
+    async with running_with_password(fake, tmp_path, PASSWORD) as exporter:
         scrape = await exporter.wait_for_polls(result="unauthorized", more_than=2, within=WITHIN)
         _, _, landing = await exporter.get("/")
-    finally:
-        await exporter.stop()
     assert logins(fake) == [401]
     assert scrape.value("rocketchat_livechat_up", collector="queue") == 0
     (down,) = [e for e in exporter.logs if e.get("msg") == "collector down"]
@@ -162,13 +153,10 @@ async def test_a_session_refused_at_once_is_not_renewed_at_every_poll(
     """E.g. a proxy starts dropping X-Auth-Token: the login works, its token never does.
     Every REST login adds a token to the user's document (docs/rocketchat-api.md, "Login and
     tokens"): no login per poll."""
-    exporter = await start_with_password(fake, tmp_path, PASSWORD)
-    try:
+    async with running_with_password(fake, tmp_path, PASSWORD) as exporter:
         await exporter.wait_for_polls(within=WITHIN)
         fake.inject(Reply.json(LOGGED_OUT, status=401), times=None, path="livechat/queue")
         scrape = await exporter.wait_for_polls(result="unauthorized", more_than=3, within=WITHIN)
-    finally:
-        await exporter.stop()
     assert logins(fake) == [200, 200]  # the first session, and one renewal that did not help
     assert len(bot.login_tokens) == 2
     assert scrape.value("rocketchat_livechat_up", collector="queue") == 0

@@ -3,12 +3,14 @@ fake's truth, whatever the server era, paging mode and changes between polls."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from exporter.fake import Framework, ModelEra
+from exporter.fake import Agent, Framework, ModelEra, World
 from tests.e2e.harness import (
+    Scrape,
     exporter_config,
     exporter_running,
     queue_truth,
@@ -81,15 +83,31 @@ async def test_a_total_that_disagrees_with_the_rows(
         assert len(shown) >= 260 + skew
 
 
+async def poll_after(
+    fake: InstrumentedFake, tmp_path: Path, change: Callable[[World], None]
+) -> Scrape:
+    """The first queue poll that starts after `change` to the world, made once the exporter
+    has polled."""
+    async with exporter_running(exporter_config(fake), tmp_path) as exporter:
+        await exporter.wait_for_polls()
+        change(fake.world)
+        return await exporter.next_fresh_poll()
+
+
+def agent_named(world: World, username: str) -> Agent:
+    return next(a for a in world.agents.values() if a.username == username)
+
+
 async def test_an_agent_that_leaves_disappears_from_metrics(
     fake: InstrumentedFake, tmp_path: Path
 ) -> None:
-    async with exporter_running(exporter_config(fake), tmp_path) as exporter:
-        await exporter.wait_for_polls()
-        dave = next(a for a in fake.world.agents.values() if a.username == "dave")
-        for room in [r for r in fake.world.rooms.values() if r.agent_id == dave.id]:
-            fake.world.close_room(room.id)
-        scrape = await exporter.next_fresh_poll()
+    dave = agent_named(fake.world, "dave")
+
+    def dave_closes_his_chats(world: World) -> None:
+        for room in [r for r in world.rooms.values() if r.agent_id == dave.id]:
+            world.close_room(room.id)
+
+    scrape = await poll_after(fake, tmp_path, dave_closes_his_chats)
     assert 'agent="dave"' not in scrape.text
     assert scrape.family(QUEUE_CHATS) == queue_truth(fake.world)
 
@@ -97,11 +115,12 @@ async def test_an_agent_that_leaves_disappears_from_metrics(
 async def test_a_status_change_leaves_no_series_behind(
     fake: InstrumentedFake, tmp_path: Path
 ) -> None:
-    async with exporter_running(exporter_config(fake), tmp_path) as exporter:
-        await exporter.wait_for_polls()
-        alice = next(a for a in fake.world.agents.values() if a.username == "alice")
+    alice = agent_named(fake.world, "alice")
+
+    def alice_goes_away(_: World) -> None:
         alice.status = "away"
-        scrape = await exporter.next_fresh_poll()
+
+    scrape = await poll_after(fake, tmp_path, alice_goes_away)
     alice_series = [labels for labels in scrape.family(QUEUE_CHATS) if ("agent", "alice") in labels]
     assert len(alice_series) == 3
     assert all(("status", "away") in labels for labels in alice_series)

@@ -27,10 +27,13 @@ UP = "rocketchat_livechat_up"
 async def running(
     fake: InstrumentedFake, tmp_path: Path
 ) -> AsyncIterator[tuple[ExporterProcess, Path]]:
+    """The exporter with the queue and inquiries collectors, from the time both are up; and
+    its config file."""
     path = tmp_path / "config.yaml"
     write(path, config_of(fake, inquiries=True))
     exporter = await start_exporter(None, tmp_path, "--config.file", str(path))
     try:
+        await exporter.wait_for(has_collector("inquiries"), what="inquiries up")
         yield exporter, path
     finally:
         assert await exporter.stop() == 0
@@ -89,7 +92,7 @@ async def test_a_valid_config_takes_effect_and_keeps_unchanged_collectors(
     fake: InstrumentedFake, tmp_path: Path, reload: Reload
 ) -> None:
     async with running(fake, tmp_path) as (exporter, path):
-        first = await exporter.wait_for(has_collector("inquiries"), what="inquiries up")
+        first = await exporter.scrape()
         assert first.value(OK) == 1
         started_at = first.value(WHEN)
         await exporter.wait_for_polls("queue", more_than=1)
@@ -134,7 +137,6 @@ async def test_a_bad_config_by_post_changes_nothing_and_answers_500(
     fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     async with running(fake, tmp_path) as (exporter, path):
-        await exporter.wait_for(has_collector("inquiries"), what="inquiries up")
         write(path, "poll:\n  interval: 30x\n")
         status, text = await post_reload(exporter)
         assert status == 500
@@ -156,7 +158,6 @@ async def test_a_bad_config_by_sighup_changes_nothing(
     fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     async with running(fake, tmp_path) as (exporter, path):
-        await exporter.wait_for(has_collector("inquiries"), what="inquiries up")
         write(path, "poll: {interval: 30s, interval: 1m}\n")
         await sighup(exporter)
         scrape = await exporter.wait_for(lambda s: s.value(OK) == 0, what="reload failure")
@@ -194,7 +195,6 @@ async def test_a_rocketchat_change_restarts_every_collector_on_a_new_client(
     fake: InstrumentedFake, tmp_path: Path
 ) -> None:
     async with running(fake, tmp_path) as (exporter, path):
-        await exporter.wait_for(has_collector("inquiries"), what="inquiries up")
         changed = config_of(fake, inquiries=True)
         changed["rocketchat"]["timeout"] = "3s"
         write(path, changed)

@@ -12,8 +12,7 @@ import pytest
 import trustme
 import yaml
 
-from tests.e2e.harness import exporter_config, exporter_running
-from tests.e2e.test_cli import run_cli, write_config
+from tests.e2e.harness import exporter_config, exporter_running, run_cli, write_config
 from tests.support.faults import InstrumentedFake
 
 USER, PASSWORD = "prometheus", "scrape-secret-42"

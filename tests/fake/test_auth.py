@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from exporter.fake import ApiUser, Framework, ServerSettings
 
-from . import bot, serve
+from . import Answer, Client, bot, serve
 
 LOGGED_OUT = "You must be logged in to do this."
 NO_PERMISSION = "User does not have the permissions required for this action"
@@ -28,25 +29,28 @@ UNAUTHENTICATED_BODIES: list[tuple[Framework, bool, dict[str, Any]]] = [
 ]
 
 
+async def without_credentials(client: Client) -> Answer:
+    return await client.anonymous_get("livechat/queue")
+
+
+async def with_a_wrong_token(client: Client) -> Answer:
+    """A bad, expired or revoked token."""
+    return await client.queue(user=ApiUser(client.user.user_id, "not-the-token", "x"))
+
+
+@pytest.mark.parametrize(
+    "send", [without_credentials, with_a_wrong_token], ids=["no credentials", "wrong token"]
+)
 @pytest.mark.parametrize(("framework", "v9", "body"), UNAUTHENTICATED_BODIES)
-async def test_missing_credentials_are_a_401_with_the_frameworks_body(
-    framework: Framework, v9: bool, body: dict[str, Any]
+async def test_missing_or_wrong_credentials_are_a_401_never_a_403_with_the_frameworks_body(
+    send: Callable[[Client], Awaitable[Answer]],
+    framework: Framework,
+    v9: bool,
+    body: dict[str, Any],
 ) -> None:
     settings = ServerSettings(framework=framework, breaking_9=v9)
     async with serve(settings=settings) as client:
-        answer = await client.anonymous_get("livechat/queue")
-    assert (answer.status, answer.body) == (401, body)
-
-
-@pytest.mark.parametrize(("framework", "v9", "body"), UNAUTHENTICATED_BODIES)
-async def test_a_wrong_token_is_a_401_never_a_403(
-    framework: Framework, v9: bool, body: dict[str, Any]
-) -> None:
-    """A bad, expired or revoked token gives 401."""
-    settings = ServerSettings(framework=framework, breaking_9=v9)
-    async with serve(settings=settings) as client:
-        wrong = ApiUser(client.user.user_id, "not-the-token", "x")
-        answer = await client.queue(user=wrong)
+        answer = await send(client)
     assert (answer.status, answer.body) == (401, body)
 
 

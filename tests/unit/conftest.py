@@ -15,6 +15,21 @@ from exporter.rocketchat.tally import RequestTally, count_requests_in
 T = TypeVar("T")
 
 
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture
 def mock() -> Iterator[aioresponses]:
     """Rocket.Chat's answers, mocked at aiohttp's level."""

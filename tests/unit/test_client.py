@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ from aioresponses import CallbackResult, aioresponses
 from exporter.rocketchat.auth import PasswordAuth, TokenAuth
 from exporter.rocketchat.client import RESET_MARGIN, RocketChatClient
 from exporter.rocketchat.models import QueuePage
-from exporter.rocketchat.outcome import Outcome, Result
-from tests.unit.conftest import counted
+from exporter.rocketchat.outcome import Outcome, RateLimit, Result
+from tests.unit.conftest import Clock, counted
 
 BASE = "http://rc.test"
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
@@ -41,25 +41,6 @@ def page(*rows: dict[str, Any], total: int | None = None) -> dict[str, Any]:
     }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 async def client(clock: Clock) -> AsyncIterator[RocketChatClient]:
     async with RocketChatClient(BASE, TokenAuth("u1", "tok-abcdef"), 5.0, clock=clock) as c:
@@ -68,6 +49,16 @@ async def client(clock: Clock) -> AsyncIterator[RocketChatClient]:
 
 async def get_queue(client: RocketChatClient, **kwargs: Any) -> Result[QueuePage]:
     return await client.get("livechat/queue", {"count": "0"}, QueuePage, **kwargs)
+
+
+async def outcome_of(
+    mock: aioresponses, client: RocketChatClient, **answer: Any
+) -> tuple[Outcome, tuple[str, ...]]:
+    """The outcome of a queue request that gets `answer` (aioresponses' arguments), and the
+    status codes the poller's tally counts for it."""
+    mock.get(QUEUE, **answer)
+    result, codes = await counted(get_queue(client))
+    return result.outcome, codes
 
 
 def sent_headers(mock: aioresponses) -> list[dict[str, str]]:
@@ -128,18 +119,18 @@ async def test_a_deleted_agent_row_of_old_servers_is_accepted(
 
 # --- failures, per era's body (docs/rocketchat-api.md, "Error bodies") -------------------
 
-UNAUTHORIZED_BODIES: list[dict[str, Any]] = [
-    {"status": "error", "message": "You must be logged in to do this."},
-    {
+UNAUTHORIZED_BODIES: dict[str, dict[str, Any]] = {
+    "restivus": {"status": "error", "message": "You must be logged in to do this."},
+    "apiclass": {
         "success": False,
         "error": "You must be logged in to do this.",
         "status": "error",
         "message": "You must be logged in to do this.",
     },
-    {"success": False, "error": "You must be logged in to do this."},
-]
-FORBIDDEN_ANSWERS = [
-    (
+    "v8": {"success": False, "error": "You must be logged in to do this."},
+}
+FORBIDDEN_ANSWERS = {
+    "restivus": (
         403,
         {
             "success": False,
@@ -147,7 +138,7 @@ FORBIDDEN_ANSWERS = [
             "action [error-unauthorized]",
         },
     ),
-    (
+    "v8": (
         403,
         {
             "success": False,
@@ -155,63 +146,63 @@ FORBIDDEN_ANSWERS = [
             "action [error-forbidden]",
         },
     ),
-    (403, {"success": False, "error": "unauthorized"}),
-    (400, {"success": False, "error": "error-not-authorized"}),
-]
-BAD_REQUEST_BODIES = [
-    {
+    "secondary-permission": (403, {"success": False, "error": "unauthorized"}),
+    "E1-400": (400, {"success": False, "error": "error-not-authorized"}),
+}
+BAD_REQUEST_BODIES = {
+    "E5": {
         "success": False,
         "error": "must NOT have additional properties [invalid-params]",
         "errorType": "invalid-params",
     },
-    {
+    "E6": {
         "success": False,
         "errorType": "error-invalid-params",
         "error": "must NOT have additional properties",
     },
-    {
+    "sort": {
         "success": False,
         "error": 'Invalid sort parameter provided: "x" [error-invalid-sort]',
         "errorType": "error-invalid-sort",
         "details": {"helperMethod": "parseJsonQuery"},
     },
-]
+}
 TOO_MANY = (
     "Error, too many requests. Please slow down. You must wait 42 seconds before trying "
     "this endpoint again. [error-too-many-requests]"
 )
 
 
-@pytest.mark.parametrize("body", UNAUTHORIZED_BODIES, ids=["restivus", "apiclass", "v8"])
-async def test_401_is_unauthorized_in_every_era(
-    mock: aioresponses, client: RocketChatClient, body: dict[str, Any]
-) -> None:
-    mock.get(QUEUE, status=401, payload=body)
-    answer = await get_queue(client)
-    assert answer.outcome is Outcome.UNAUTHORIZED
-    assert "You must be logged in" in answer.message
+# Each era's answer: its status, its body, the outcome and what the message must quote.
+ERROR_ANSWERS = [
+    *[
+        pytest.param(401, body, Outcome.UNAUTHORIZED, "You must be logged in", id=f"401 {era}")
+        for era, body in UNAUTHORIZED_BODIES.items()
+    ],
+    *[
+        pytest.param(status, body, Outcome.FORBIDDEN, str(status), id=f"forbidden {era}")
+        for era, (status, body) in FORBIDDEN_ANSWERS.items()
+    ],
+    *[
+        pytest.param(400, body, Outcome.BAD_REQUEST, body["error"], id=f"400 {era}")
+        for era, body in BAD_REQUEST_BODIES.items()
+    ],
+]
 
 
-@pytest.mark.parametrize(
-    ("status", "body"), FORBIDDEN_ANSWERS, ids=["restivus", "v8", "secondary-permission", "E1-400"]
-)
-async def test_a_missing_permission_is_forbidden_in_every_era(
-    mock: aioresponses, client: RocketChatClient, status: int, body: dict[str, Any]
+@pytest.mark.parametrize(("status", "body", "outcome", "quoted"), ERROR_ANSWERS)
+async def test_an_error_answer_is_its_outcome_in_every_era(
+    mock: aioresponses,
+    client: RocketChatClient,
+    status: int,
+    body: dict[str, Any],
+    outcome: Outcome,
+    quoted: str,
 ) -> None:
     mock.get(QUEUE, status=status, payload=body)
     answer = await get_queue(client)
-    assert answer.outcome is Outcome.FORBIDDEN
-    assert str(status) in answer.message
-
-
-@pytest.mark.parametrize("body", BAD_REQUEST_BODIES, ids=["E5", "E6", "sort"])
-async def test_other_400s_are_bad_requests(
-    mock: aioresponses, client: RocketChatClient, body: dict[str, Any]
-) -> None:
-    mock.get(QUEUE, status=400, payload=body)
-    answer = await get_queue(client)
-    assert answer.outcome is Outcome.BAD_REQUEST
-    assert body["error"] in answer.message
+    assert answer.outcome is outcome
+    assert quoted in answer.message
 
 
 async def test_404_says_to_check_the_url(mock: aioresponses, client: RocketChatClient) -> None:
@@ -236,17 +227,15 @@ async def test_429_is_rate_limited(
 async def test_5xx_is_a_server_error(
     mock: aioresponses, client: RocketChatClient, status: int
 ) -> None:
-    mock.get(QUEUE, status=status, body="<html>Bad Gateway</html>", content_type="text/html")
-    answer, answer_codes = await counted(get_queue(client))
-    assert answer.outcome is Outcome.SERVER_ERROR
-    assert answer_codes == (str(status),)
+    html = {"body": "<html>Bad Gateway</html>", "content_type": "text/html"}
+    assert await outcome_of(mock, client, status=status, **html) == (
+        Outcome.SERVER_ERROR,
+        (str(status),),
+    )
 
 
 async def test_no_answer_in_time_is_a_timeout(mock: aioresponses, client: RocketChatClient) -> None:
-    mock.get(QUEUE, timeout=True)
-    answer, answer_codes = await counted(get_queue(client))
-    assert answer.outcome is Outcome.TIMEOUT
-    assert answer_codes == ("none",)
+    assert await outcome_of(mock, client, timeout=True) == (Outcome.TIMEOUT, ("none",))
 
 
 @pytest.mark.parametrize(
@@ -262,10 +251,7 @@ async def test_no_answer_in_time_is_a_timeout(mock: aioresponses, client: Rocket
 async def test_transport_failures_are_network_errors(
     mock: aioresponses, client: RocketChatClient, error: Exception
 ) -> None:
-    mock.get(QUEUE, exception=error)
-    answer, answer_codes = await counted(get_queue(client))
-    assert answer.outcome is Outcome.NETWORK_ERROR
-    assert answer_codes == ("none",)
+    assert await outcome_of(mock, client, exception=error) == (Outcome.NETWORK_ERROR, ("none",))
 
 
 @pytest.mark.parametrize(
@@ -331,12 +317,20 @@ def limit_headers(remaining: int, reset_in: float, server_now: float) -> dict[st
     }
 
 
+async def rate_limit_read(
+    mock: aioresponses, client: RocketChatClient, headers: dict[str, str]
+) -> RateLimit:
+    """The rate limit the client reads from a good answer with `headers`."""
+    mock.get(QUEUE, payload=page(ROW), headers=headers)
+    limit = (await get_queue(client)).rate_limit
+    assert limit is not None
+    return limit
+
+
 async def test_rate_limit_headers_are_read_in_milliseconds(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
-    mock.get(QUEUE, payload=page(ROW), headers=limit_headers(7, 42, 1_700_000_000))
-    limit = (await get_queue(client)).rate_limit
-    assert limit is not None
+    limit = await rate_limit_read(mock, client, limit_headers(7, 42, 1_700_000_000))
     assert (limit.limit, limit.remaining) == (10, 7)
     assert limit.reset_in == pytest.approx(42)
 
@@ -345,9 +339,7 @@ async def test_the_reset_is_measured_on_the_servers_clock(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
     # The server's clock is years off ours: its own Date header keeps the wait right.
-    mock.get(QUEUE, payload=page(ROW), headers=limit_headers(3, 30, 1_500_000_000))
-    limit = (await get_queue(client)).rate_limit
-    assert limit is not None
+    limit = await rate_limit_read(mock, client, limit_headers(3, 30, 1_500_000_000))
     assert limit.reset_in == pytest.approx(30)
 
 
@@ -434,7 +426,7 @@ async def test_a_rotated_token_file_is_retried_once_after_a_401(
         tokens.append(kwargs["headers"]["X-Auth-Token"])
         if len(tokens) == 1:
             token_file.write_text("new-token\n")  # the Secret was rotated meanwhile
-            return CallbackResult(status=401, payload=UNAUTHORIZED_BODIES[0])
+            return CallbackResult(status=401, payload=UNAUTHORIZED_BODIES["restivus"])
         return CallbackResult(payload=page())
 
     mock.get(QUEUE, callback=answer, repeat=True)
@@ -446,7 +438,7 @@ async def test_a_rotated_token_file_is_retried_once_after_a_401(
 async def test_a_rejected_fixed_token_is_not_retried(
     mock: aioresponses, client: RocketChatClient
 ) -> None:
-    mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES[0], repeat=True)
+    mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES["restivus"], repeat=True)
     answer, answer_codes = await counted(get_queue(client))
     assert answer.outcome is Outcome.UNAUTHORIZED
     assert answer_codes == ("401",)
@@ -473,7 +465,7 @@ async def test_an_expired_session_logs_in_again_once(mock: aioresponses) -> None
     mock.post(LOGIN, payload=login_ok("session-1"))
     mock.post(LOGIN, payload=login_ok("session-2"))
     mock.get(QUEUE, payload=page())
-    mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES[1])
+    mock.get(QUEUE, status=401, payload=UNAUTHORIZED_BODIES["apiclass"])
     mock.get(QUEUE, payload=page())
     async with RocketChatClient(BASE, PasswordAuth("bot", "pw"), 5.0) as client:
         assert (await get_queue(client)).ok

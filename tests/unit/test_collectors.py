@@ -54,11 +54,14 @@ def queries(mock: aioresponses, path: str) -> list[dict[str, str]]:
 # --- queue ---------------------------------------------------------------------------------
 
 
+def with_department(row: dict[str, Any], department: Any) -> dict[str, Any]:
+    """`row` with its department, or without the field at all for None."""
+    return row if department is None else {**row, "department": department}
+
+
 def queue_row(agent: str, department: Any, chats: int, status: str = "online") -> dict[str, Any]:
-    row = {"chats": chats, "user": {"_id": agent, "username": agent.upper(), "status": status}}
-    if department is not None:
-        row["department"] = department
-    return row
+    user = {"_id": agent, "username": agent.upper(), "status": status}
+    return with_department({"chats": chats, "user": user}, department)
 
 
 async def test_queue_rows_become_labelled_series(
@@ -124,16 +127,25 @@ def iso(unix: float) -> str:
 
 
 def inquiry(n: int, department: str | None, ts: float) -> dict[str, Any]:
-    row: dict[str, Any] = {
+    row = {
         "_id": f"i{n}",
         "rid": f"r{n}",
         "name": f"visitor {n}",
         "ts": iso(ts),
         "status": "queued",
     }
-    if department is not None:
-        row["department"] = department
-    return row
+    return with_department(row, department)
+
+
+async def poll_inquiries(
+    client: RocketChatClient,
+    config: PollConfig | None = None,
+    directory: DepartmentDirectory | None = None,
+) -> Result[Families]:
+    collector = InquiriesCollector(
+        client, config or PollConfig(), directory or DepartmentDirectory(600)
+    )
+    return await collector.poll()
 
 
 async def test_inquiries_count_and_date_the_waiting_per_department(
@@ -152,9 +164,7 @@ async def test_inquiries_count_and_date_the_waiting_per_department(
         inquiry(4, "d2", 1_700_000_300.0),
     ]
     mock.get(INQUIRIES, payload=listing("inquiries", waiting))
-    answer, answer_codes = await counted(
-        InquiriesCollector(client, PollConfig(), DepartmentDirectory(600)).poll()
-    )
+    answer, answer_codes = await counted(poll_inquiries(client))
     assert series(answer, "rocketchat_livechat_inquiries_queued") == {
         ("d1", "Sales"): 2,
         ("d2", "Support"): 1,
@@ -177,7 +187,7 @@ async def test_an_empty_queue_is_zero_not_absent(
     directory.learn("d1", "Sales")
     mock.get(DEPARTMENTS, status=403, payload=FORBIDDEN)
     mock.get(INQUIRIES, payload=listing("inquiries", []))
-    answer = await InquiriesCollector(client, PollConfig(), directory).poll()
+    answer = await poll_inquiries(client, directory=directory)
     assert answer.ok  # a failed name lookup does not fail the poll
     assert series(answer, "rocketchat_livechat_inquiries_queued") == {
         ("", ""): 0,
@@ -205,12 +215,9 @@ async def test_inquiries_forbidden_names_the_permission(
 ) -> None:
     mock.get(DEPARTMENTS, payload=listing("departments", []))
     mock.get(INQUIRIES, status=403, payload=FORBIDDEN)
-    answer, answer_codes = await counted(
-        InquiriesCollector(client, PollConfig(), DepartmentDirectory(600)).poll()
-    )
-    assert answer.outcome is Outcome.FORBIDDEN
+    answer, answer_codes = await counted(poll_inquiries(client))
+    assert (answer.outcome, answer_codes) == (Outcome.FORBIDDEN, ("200", "403"))
     assert "view-livechat-manager" in answer.message
-    assert answer_codes == ("200", "403")
 
 
 async def test_an_unreadable_inquiry_time_is_an_invalid_response(
@@ -218,7 +225,7 @@ async def test_an_unreadable_inquiry_time_is_an_invalid_response(
 ) -> None:
     mock.get(DEPARTMENTS, payload=listing("departments", []))
     mock.get(INQUIRIES, payload=listing("inquiries", [{"_id": "i1", "ts": "yesterday"}]))
-    answer = await InquiriesCollector(client, PollConfig(), DepartmentDirectory(600)).poll()
+    answer = await poll_inquiries(client)
     assert answer.outcome is Outcome.INVALID_RESPONSE
 
 
@@ -227,7 +234,7 @@ async def test_inquiries_pass_the_department_filter(
 ) -> None:
     mock.get(DEPARTMENTS, payload=listing("departments", []))
     mock.get(INQUIRIES, payload=listing("inquiries", []))
-    await InquiriesCollector(client, PollConfig(department_id="d7"), DepartmentDirectory(60)).poll()
+    await poll_inquiries(client, PollConfig(department_id="d7"))
     (query,) = queries(mock, "/livechat/inquiries.list")
     assert query["department"] == "d7"
     assert set(query) == {"department", "count", "offset", "sort"}

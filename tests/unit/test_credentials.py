@@ -8,7 +8,6 @@ import asyncio
 import email.utils
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from exporter.rocketchat.auth import LOGIN_BACKOFF_FIRST, PasswordAuth, TokenAut
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.models import QueuePage
 from exporter.rocketchat.outcome import Outcome, Result
-from tests.unit.conftest import counted
+from tests.unit.conftest import Clock, counted
 
 BASE = "http://rc.test"
 QUEUE = re.compile(r"^http://rc\.test/api/v1/livechat/queue(\?.*)?$")
@@ -28,25 +27,6 @@ LOGGED_OUT = {"status": "error", "message": "You must be logged in to do this."}
 EMPTY_PAGE = {"queue": [], "count": 0, "offset": 0, "total": 0, "success": True}
 TOKEN = "tok-0123456789abcdef"
 PASSWORD = "pw-0123456789abcdef"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def mock() -> Iterator[aioresponses]:
-    with aioresponses() as m:
-        yield m
 
 
 def login_ok(token: str) -> dict[str, Any]:

@@ -50,13 +50,17 @@ class ScriptedCollector:
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
-            await asyncio.sleep(self.delay)
-            result = self.script.pop(0) if len(self.script) > 1 else self.script[0]
-            # The one request the result stands for, as the client would note it.
-            note_request(self.endpoint, str(result.status or "none"))
-            return result
+            return await self.answer()
         finally:
             self.running -= 1
+
+    async def answer(self) -> Result[Families]:
+        """The next answer of the script (a subclass may answer otherwise)."""
+        await asyncio.sleep(self.delay)
+        result = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        # The one request the result stands for, as the client would note it.
+        note_request(self.endpoint, str(result.status or "none"))
+        return result
 
 
 @dataclass
@@ -81,9 +85,16 @@ async def running(
     metrics = SelfMetrics([collector.name])
     exposition = Exposition(metrics.registry)
     poller = Poller([Schedule(collector, interval)], ready_at, exposition, metrics, max_staleness)
+    async with polling(poller):
+        yield Harness(exposition, metrics)
+
+
+@contextlib.asynccontextmanager
+async def polling(poller: Poller) -> AsyncIterator[None]:
+    """`poller` running in a task, cancelled at the end."""
     task = asyncio.create_task(poller.run())
     try:
-        yield Harness(exposition, metrics)
+        yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -231,8 +242,7 @@ async def test_a_collector_bug_is_logged_and_polling_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class Broken(ScriptedCollector):
-        async def poll(self) -> Result[Families]:
-            self.started.append(time.monotonic())
+        async def answer(self) -> Result[Families]:
             raise KeyError("boom")
 
     collector = Broken([SUCCESS])
@@ -261,8 +271,7 @@ async def test_collectors_start_and_stop_while_it_runs() -> None:
     metrics = SelfMetrics(["queue"])
     exposition = Exposition(metrics.registry)
     poller = Poller([Schedule(queue, 0.05)], lambda _: 0.0, exposition, metrics, 60.0)
-    task = asyncio.create_task(poller.run())
-    try:
+    async with polling(poller):
         await until(lambda: len(queue.started) >= 1)
         poller.start(Schedule(agents, 0.05))
         await until(lambda: len(agents.started) >= 1 and poller.status["agents"].serving)
@@ -275,10 +284,6 @@ async def test_collectors_start_and_stop_while_it_runs() -> None:
         stopped_at = len(queue.started)
         await until(lambda: len(agents.started) >= 3)
         assert len(queue.started) == stopped_at
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_published_status_is_frozen_and_redacted() -> None:
@@ -294,8 +299,7 @@ async def test_published_status_is_frozen_and_redacted() -> None:
         60.0,
         redact=lambda text: text.replace("secret-token-1", "<redacted>"),
     )
-    task = asyncio.create_task(poller.run())
-    try:
+    async with polling(poller):
         await until(
             lambda: (
                 poller.status.get("queue") is not None
@@ -306,18 +310,13 @@ async def test_published_status_is_frozen_and_redacted() -> None:
         assert status.message == "Invalid token <redacted>"
         with pytest.raises(AttributeError):
             status.message = "changed"  # type: ignore[misc]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_a_poll_of_many_pages_warns_once_that_it_exceeds_the_servers_limit(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     class Paging(ScriptedCollector):
-        async def poll(self) -> Result[Families]:
-            self.started.append(time.monotonic())
+        async def answer(self) -> Result[Families]:
             for _ in range(3):  # three pages, as the client notes them, plus a name lookup
                 note_request(self.endpoint, "200")
             note_request("livechat/department", "200")

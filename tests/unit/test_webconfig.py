@@ -76,6 +76,9 @@ def tls_yaml(extra: str = "") -> str:
     return f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{extra}"
 
 
+CLIENT_CERT_REQUIRED = "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"
+
+
 def error_of(path: Path) -> WebConfigError:
     with pytest.raises(WebConfigError) as caught:
         load_web_config(str(path))
@@ -103,8 +106,11 @@ def make_app(watcher: WebConfigWatcher) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def serve_tls(app: web.Application, context: ssl.SSLContext) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
+async def serve_tls(watcher: WebConfigWatcher) -> AsyncIterator[str]:
+    """The app of `watcher` served with its TLS on a free port: the URL of /metrics."""
+    assert watcher.ssl_context is not None
+    context = watcher.ssl_context
+    runner = web.AppRunner(make_app(watcher))
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -138,6 +144,12 @@ def tls_folder(tmp_path: Path, ca: trustme.CA) -> Path:
     write_pair(tmp_path, ca.issue_cert("127.0.0.1", "localhost"))
     write(tmp_path / "ca.crt", ca.cert_pem.bytes())
     return tmp_path
+
+
+@pytest.fixture
+def web_yml(tmp_path: Path) -> Path:
+    """Where a test writes its web config file."""
+    return tmp_path / "web.yml"
 
 
 @pytest.fixture
@@ -238,29 +250,29 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
     assert "cannot read: No such file or directory" in str(error)
 
 
-def test_bad_hash_is_not_echoed(tmp_path: Path) -> None:
-    path = write(tmp_path / "web.yml", "basic_auth_users:\n  alice: hunter2-not-a-hash\n")
+def test_bad_hash_is_not_echoed(web_yml: Path) -> None:
+    path = write(web_yml, "basic_auth_users:\n  alice: hunter2-not-a-hash\n")
     assert "hunter2" not in str(error_of(path))
 
 
-def test_yaml_error_does_not_echo_the_line(tmp_path: Path) -> None:
-    path = write(tmp_path / "web.yml", f"basic_auth_users:\n  alice: {ALICE_HASH}\n  : : :\n")
+def test_yaml_error_does_not_echo_the_line(web_yml: Path) -> None:
+    path = write(web_yml, f"basic_auth_users:\n  alice: {ALICE_HASH}\n  : : :\n")
     assert ALICE_HASH not in str(error_of(path))
 
 
 # --- loading: what a good file gives -----------------------------------------------------
 
 
-def test_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
-    config = load_web_config(str(write(tmp_path / "web.yml", "")))
+def test_empty_file_means_plain_http_without_auth(web_yml: Path) -> None:
+    config = load_web_config(str(write(web_yml, "")))
     assert config.tls is None
     assert not config.basic_auth_users
     assert config.http.http2 is True
     assert build_ssl_context(config) is None
 
 
-def test_tls_section_without_certificate_keys_leaves_tls_off(tmp_path: Path) -> None:
-    path = write(tmp_path / "web.yml", "tls_server_config:\n  min_version: TLS13\n")
+def test_tls_section_without_certificate_keys_leaves_tls_off(web_yml: Path) -> None:
+    path = write(web_yml, "tls_server_config:\n  min_version: TLS13\n")
     assert load_web_config(str(path)).tls is None
 
 
@@ -277,7 +289,7 @@ def test_relative_paths_resolve_against_the_config_folder(
     assert tls.key_file == str(tls_folder / "server.key")
 
 
-def test_inline_cert_and_key_are_accepted(tmp_path: Path, ca: trustme.CA) -> None:
+def test_inline_cert_and_key_are_accepted(web_yml: Path, ca: trustme.CA) -> None:
     cert = ca.issue_cert("127.0.0.1")
     indent = "\n    ".join
     text = (
@@ -285,7 +297,7 @@ def test_inline_cert_and_key_are_accepted(tmp_path: Path, ca: trustme.CA) -> Non
         f"  cert: |\n    {indent(cert.cert_chain_pems[0].bytes().decode().splitlines())}\n"
         f"  key: |\n    {indent(cert.private_key_pem.bytes().decode().splitlines())}\n"
     )
-    config = load_web_config(str(write(tmp_path / "web.yml", text)))
+    config = load_web_config(str(write(web_yml, text)))
     assert isinstance(build_ssl_context(config), ssl.SSLContext)
 
 
@@ -346,8 +358,7 @@ async def test_tls_server_is_verified_by_a_client_trusting_the_ca(
     tls_folder: Path, ca: trustme.CA, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
     watcher = make_watcher(write(tls_folder / "web.yml", tls_yaml()))
-    assert watcher.ssl_context is not None
-    async with serve_tls(make_app(watcher), watcher.ssl_context) as url:
+    async with serve_tls(watcher) as url:
         assert await fetch_status(url, client_context(ca)) == 200
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
             await fetch_status(url, client_context(trustme.CA()))
@@ -356,10 +367,9 @@ async def test_tls_server_is_verified_by_a_client_trusting_the_ca(
 async def test_required_client_cert_rejects_a_client_without_one(
     tls_folder: Path, ca: trustme.CA, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
-    text = tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n")
+    text = tls_yaml(CLIENT_CERT_REQUIRED)
     watcher = make_watcher(write(tls_folder / "web.yml", text))
-    assert watcher.ssl_context is not None
-    async with serve_tls(make_app(watcher), watcher.ssl_context) as url:
+    async with serve_tls(watcher) as url:
         with pytest.raises(aiohttp.ClientError):
             await fetch_status(url, client_context(ca))
         assert await fetch_status(url, client_context(ca, ca.issue_cert("scraper"))) == 200
@@ -369,9 +379,8 @@ async def test_new_certificate_is_served_after_the_files_change(
     tls_folder: Path, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
     watcher = make_watcher(write(tls_folder / "web.yml", tls_yaml()))
-    assert watcher.ssl_context is not None
     new_ca = trustme.CA()
-    async with serve_tls(make_app(watcher), watcher.ssl_context) as url:
+    async with serve_tls(watcher) as url:
         write_pair(tls_folder, new_ca.issue_cert("127.0.0.1"))
         assert watcher.maybe_reload()
         assert await fetch_status(url, client_context(new_ca)) == 200
@@ -380,11 +389,10 @@ async def test_new_certificate_is_served_after_the_files_change(
 async def test_client_ca_added_to_the_file_is_trusted_without_restart(
     tls_folder: Path, ca: trustme.CA, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
-    text = tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n")
+    text = tls_yaml(CLIENT_CERT_REQUIRED)
     watcher = make_watcher(write(tls_folder / "web.yml", text))
-    assert watcher.ssl_context is not None
     second_ca = trustme.CA()
-    async with serve_tls(make_app(watcher), watcher.ssl_context) as url:
+    async with serve_tls(watcher) as url:
         write(tls_folder / "ca.crt", ca.cert_pem.bytes() + second_ca.cert_pem.bytes())
         assert watcher.maybe_reload()
         scraper = second_ca.issue_cert("scraper")
@@ -397,7 +405,7 @@ def test_client_ca_removed_from_the_file_warns_that_a_restart_is_needed(
     make_watcher: Callable[[Path], WebConfigWatcher],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    text = tls_yaml("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n")
+    text = tls_yaml(CLIENT_CERT_REQUIRED)
     watcher = make_watcher(write(tls_folder / "web.yml", text))
     write(tls_folder / "ca.crt", trustme.CA().cert_pem.bytes())
     assert watcher.maybe_reload()
@@ -408,9 +416,9 @@ def test_client_ca_removed_from_the_file_warns_that_a_restart_is_needed(
 
 
 async def test_request_without_credentials_gets_401_with_the_realm(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+    web_yml: Path, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
-    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
     async with http_client(watcher) as client:
         response = await client.get("/metrics")
         assert response.status == 401
@@ -418,9 +426,9 @@ async def test_request_without_credentials_gets_401_with_the_realm(
 
 
 async def test_right_credentials_get_200(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+    web_yml: Path, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
-    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
     async with http_client(watcher) as client:
         assert (await client.get("/metrics", headers=basic("alice", ALICE_PASSWORD))).status == 200
 
@@ -431,9 +439,9 @@ async def test_right_credentials_get_200(
     ids=["wrong_password", "unknown_user", "user_of_another_file"],
 )
 async def test_wrong_credentials_get_401(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher], user: str, password: str
+    web_yml: Path, make_watcher: Callable[[Path], WebConfigWatcher], user: str, password: str
 ) -> None:
-    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
     async with http_client(watcher) as client:
         response = await client.get("/metrics", headers=basic(user, password))
         assert response.status == 401
@@ -444,17 +452,17 @@ async def test_wrong_credentials_get_401(
     "header", ["Bearer abc", "Basic !!!not-base64", "Basic " + "YWxpY2U=", "Basic"]
 )
 async def test_malformed_authorization_header_gets_401(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher], header: str
+    web_yml: Path, make_watcher: Callable[[Path], WebConfigWatcher], header: str
 ) -> None:
-    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
     async with http_client(watcher) as client:
         assert (await client.get("/metrics", headers={"Authorization": header})).status == 401
 
 
 async def test_every_path_but_the_probes_needs_credentials(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+    web_yml: Path, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
-    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
     async with http_client(watcher) as client:
         statuses = {path: (await client.get(path)).status for path in ("/", "/metrics")}
         probes = {path: (await client.get(path)).status for path in ("/-/healthy", "/-/ready")}
@@ -471,12 +479,12 @@ async def test_without_users_every_path_is_open(
 
 
 async def test_configured_headers_are_set_on_every_answer(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+    web_yml: Path, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
     text = "http_server_config:\n  headers:\n    X-Frame-Options: deny\n" + users_yaml(
         alice=ALICE_HASH
     )
-    watcher = make_watcher(write(tmp_path / "web.yml", text))
+    watcher = make_watcher(write(web_yml, text))
     async with http_client(watcher) as client:
         denied = await client.get("/metrics")
         probe = await client.get("/-/healthy")
@@ -539,12 +547,12 @@ async def test_password_beyond_72_bytes_is_truncated_like_go_and_htpasswd() -> N
 
 
 async def test_passwords_never_reach_the_logs(
-    tmp_path: Path,
+    web_yml: Path,
     make_watcher: Callable[[Path], WebConfigWatcher],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
     async with http_client(watcher) as client:
         await client.get("/metrics", headers=basic("alice", ALICE_PASSWORD))
         await client.get("/metrics", headers=basic("alice", "typo-" + ALICE_PASSWORD))
@@ -554,52 +562,57 @@ async def test_passwords_never_reach_the_logs(
 # --- reload ------------------------------------------------------------------------------
 
 
-async def test_added_user_is_accepted_after_reload(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+@pytest.mark.parametrize(
+    ("before", "after", "probes"),
+    [
+        (
+            {"alice": ALICE_HASH},
+            {"alice": ALICE_HASH, "bob": BOB_HASH},
+            [("bob", BOB_PASSWORD, 401, 200)],
+        ),
+        (
+            {"alice": ALICE_HASH, "bob": BOB_HASH},
+            {"alice": ALICE_HASH},
+            [("bob", BOB_PASSWORD, 200, 401)],
+        ),
+        (
+            {"alice": ALICE_HASH},
+            {"alice": BOB_HASH},
+            [("alice", ALICE_PASSWORD, 200, 401), ("alice", BOB_PASSWORD, 401, 200)],
+        ),
+    ],
+    ids=["added user", "removed user", "rotated password"],
+)
+async def test_a_reload_changes_who_is_let_in_despite_the_cache(
+    web_yml: Path,
+    make_watcher: Callable[[Path], WebConfigWatcher],
+    before: dict[str, str],
+    after: dict[str, str],
+    probes: list[tuple[str, str, int, int]],
 ) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
-    watcher = make_watcher(path)
+    """Each probe: a user, a password, and the status it gets before and after the reload."""
+    watcher = make_watcher(write(web_yml, users_yaml(**before)))
     async with http_client(watcher) as client:
-        bob = basic("bob", BOB_PASSWORD)
-        assert (await client.get("/metrics", headers=bob)).status == 401
-        write(path, users_yaml(alice=ALICE_HASH, bob=BOB_HASH))
-        assert (await client.get("/metrics", headers=bob)).status == 200
 
+        async def statuses() -> list[int]:
+            return [
+                (await client.get("/metrics", headers=basic(user, password))).status
+                for user, password, _, _ in probes
+            ]
 
-async def test_removed_user_is_refused_after_reload_despite_the_cache(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
-) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH, bob=BOB_HASH))
-    watcher = make_watcher(path)
-    async with http_client(watcher) as client:
-        bob = basic("bob", BOB_PASSWORD)
-        assert (await client.get("/metrics", headers=bob)).status == 200
-        write(path, users_yaml(alice=ALICE_HASH))
-        assert (await client.get("/metrics", headers=bob)).status == 401
-
-
-async def test_rotated_password_is_refused_despite_the_cache(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
-) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
-    watcher = make_watcher(path)
-    async with http_client(watcher) as client:
-        old = basic("alice", ALICE_PASSWORD)
-        assert (await client.get("/metrics", headers=old)).status == 200
-        write(path, users_yaml(alice=BOB_HASH))
-        assert (await client.get("/metrics", headers=old)).status == 401
-        assert (await client.get("/metrics", headers=basic("alice", BOB_PASSWORD))).status == 200
+        assert await statuses() == [status for _, _, status, _ in probes]
+        write(web_yml, users_yaml(**after))
+        assert await statuses() == [status for _, _, _, status in probes]
 
 
 async def test_broken_file_keeps_the_old_users_and_logs_one_error(
-    tmp_path: Path,
+    web_yml: Path,
     make_watcher: Callable[[Path], WebConfigWatcher],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
-    watcher = make_watcher(path)
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
     async with http_client(watcher) as client:
-        write(path, "basic_auth_users:\n  alice: not-a-hash\n")
+        write(web_yml, "basic_auth_users:\n  alice: not-a-hash\n")
         alice = basic("alice", ALICE_PASSWORD)
         statuses = [(await client.get("/metrics", headers=alice)).status for _ in range(3)]
     assert statuses == [200, 200, 200]
@@ -610,20 +623,19 @@ async def test_broken_file_keeps_the_old_users_and_logs_one_error(
 
 
 def test_fixed_file_is_loaded_after_a_broken_one(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+    web_yml: Path, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
-    watcher = make_watcher(path)
-    write(path, "basic_auth_users: [\n")
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
+    write(web_yml, "basic_auth_users: [\n")
     assert not watcher.maybe_reload()
-    write(path, users_yaml(bob=BOB_HASH))
+    write(web_yml, users_yaml(bob=BOB_HASH))
     assert watcher.maybe_reload()
     assert set(watcher.config.basic_auth_users) == {"bob"}
 
 
-def test_files_are_checked_at_most_once_per_interval(tmp_path: Path) -> None:
+def test_files_are_checked_at_most_once_per_interval(web_yml: Path) -> None:
     now = [100.0]
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
+    path = write(web_yml, users_yaml(alice=ALICE_HASH))
     watcher = WebConfigWatcher(str(path), clock=lambda: now[0])
     try:
         write(path, users_yaml(bob=BOB_HASH))
@@ -637,9 +649,9 @@ def test_files_are_checked_at_most_once_per_interval(tmp_path: Path) -> None:
 
 
 def test_unchanged_files_are_not_reloaded(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+    web_yml: Path, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
-    watcher = make_watcher(write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH)))
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
     assert not watcher.maybe_reload()
     assert watcher.maybe_reload(force=True)
 
@@ -672,19 +684,18 @@ def test_changed_tls_setting_needs_a_restart_and_warns(
 
 
 def test_reload_never_raises(
-    tmp_path: Path,
+    web_yml: Path,
     make_watcher: Callable[[Path], WebConfigWatcher],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
-    watcher = make_watcher(path)
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
 
     def explode(_: str) -> WebConfig:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(loader, "load_web_config", explode)
-    write(path, users_yaml(bob=BOB_HASH))
+    write(web_yml, users_yaml(bob=BOB_HASH))
     assert not watcher.maybe_reload()
     assert "reload failed: RuntimeError: disk on fire" in caplog.text
     assert set(watcher.config.basic_auth_users) == {"alice"}
@@ -730,15 +741,14 @@ async def test_a_full_queue_first_sheds_the_clients_that_left(
     "caught_mid_write", ["", "basic_auth_users:\n", "basic_auth_users: {}\n"], ids=repr
 )
 async def test_a_reload_that_would_remove_authentication_keeps_the_users(
-    tmp_path: Path,
+    web_yml: Path,
     make_watcher: Callable[[Path], WebConfigWatcher],
     caplog: pytest.LogCaptureFixture,
     caught_mid_write: str,
 ) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
-    watcher = make_watcher(path)
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
     async with http_client(watcher) as client:
-        write(path, caught_mid_write)
+        write(web_yml, caught_mid_write)
         assert (await client.get("/metrics")).status == 401
         assert (await client.get("/metrics", headers=basic("alice", ALICE_PASSWORD))).status == 200
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -746,14 +756,13 @@ async def test_a_reload_that_would_remove_authentication_keeps_the_users(
 
 
 def test_reload_now_reports_a_broken_file_in_one_line(
-    tmp_path: Path, make_watcher: Callable[[Path], WebConfigWatcher]
+    web_yml: Path, make_watcher: Callable[[Path], WebConfigWatcher]
 ) -> None:
-    path = write(tmp_path / "web.yml", users_yaml(alice=ALICE_HASH))
-    watcher = make_watcher(path)
-    write(path, "basic_auth_users:\n  alice: not-a-hash\n")
+    watcher = make_watcher(write(web_yml, users_yaml(alice=ALICE_HASH)))
+    write(web_yml, "basic_auth_users:\n  alice: not-a-hash\n")
     problem = watcher.reload()
     assert problem is not None
     assert "basic_auth_users.alice: not a bcrypt hash" in problem
-    write(path, users_yaml(bob=BOB_HASH))
+    write(web_yml, users_yaml(bob=BOB_HASH))
     assert watcher.reload() is None
     assert set(watcher.config.basic_auth_users) == {"bob"}
