@@ -29,7 +29,7 @@ KUBERNETES = REPO / "deploy" / "kubernetes"
 COMPOSE = REPO / "deploy" / "compose"
 YAMLLINT_CONFIG = Path(__file__).resolve().parent / "yamllint.yml"
 
-# The exporter's metric names as fixed in shared/contract.md ("Metrics"), with the sample
+# The exporter's metric names as fixed by the outside contract (README, "Metrics"), with the sample
 # suffixes Prometheus stores (histogram _bucket/_sum/_count, counter _total).
 CONTRACT_METRICS = frozenset(
     {

@@ -65,7 +65,7 @@ def test_metric_name_extraction_reads_promql(expr: str, names: set[str]) -> None
 
 
 def test_dashboard_and_rules_use_only_contract_metrics() -> None:
-    """The names fixed in shared/contract.md; checkable before the exporter runs."""
+    """The names fixed by the contract (README, "Metrics"); checkable before the exporter runs."""
     used = _used_names()
     assert used, "found no metric names at all"
     unknown = {

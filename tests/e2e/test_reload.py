@@ -1,4 +1,4 @@
-"""Config reload of the real process, by SIGHUP and by POST /-/reload (contract.md "Reload")."""
+"""Config reload of the real process, by SIGHUP and by POST /-/reload (README, "Configuration")."""
 
 from __future__ import annotations
 

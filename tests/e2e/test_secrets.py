@@ -1,7 +1,6 @@
 """Credentials never leave the exporter: not in its logs (debug level, logfmt and JSON), not in
 any HTTP answer, not in error or exception messages, not in --check-config's output; even
-when Rocket.Chat, or a proxy in front of it, echoes them back (contract.md: "Secrets are never
-logged, printed or exposed on any HTTP path")."""
+when Rocket.Chat, or a proxy in front of it, echoes them back (README, "Security")."""
 
 from __future__ import annotations
 
@@ -416,7 +415,7 @@ async def test_check_config_at_debug_level_logs_the_redacted_effective_config(
     )
     assert code == 0
     assert out.startswith("config OK: ")
-    assert out.count("\n") == 1  # the verdict stays one line (contract.md)
+    assert out.count("\n") == 1  # the verdict stays one line (README, "Configuration")
     records = [json.loads(line) for line in err.splitlines()]
     (effective,) = [r for r in records if r.get("msg") == "effective configuration"]
     assert effective["level"] == "debug"

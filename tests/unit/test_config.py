@@ -1,4 +1,4 @@
-"""The configuration: every key of contract.md, strict validation, one-line errors."""
+"""Configuration: every documented key (docs/configuration.md), strict checks, one-line errors."""
 
 from __future__ import annotations
 
