@@ -19,9 +19,7 @@ from .support import COLLECTORS, REPO, free_port, http_get, stop, wait_until_rea
 EXPORTER_URL_ENV = "DEPLOY_TEST_EXPORTER_URL"
 
 
-# The demo with every collector on, conversations included. Until the conversations collector
-# exists (its config key is then unknown), the demo runs without it and the checks that need
-# its series say so (tests/deploy/support.py, PENDING_METRICS).
+# The demo with every collector on, conversations included.
 DEMO_CONFIG = """\
 poll:
   interval: 10s
@@ -33,28 +31,17 @@ collectors:
 """
 
 
-def demo_config(folder: Path) -> tuple[Path, tuple[str, ...]]:
-    """(config file, collectors it turns on) for `--demo --config.file`."""
+def demo_config(folder: Path) -> Path:
+    """The config file for `--demo --config.file`."""
     config = folder / "demo.yaml"
     config.write_text(DEMO_CONFIG, encoding="utf-8")
-    check = [sys.executable, "-m", "exporter", "--demo", f"--config.file={config}"]
-    done = subprocess.run(
-        [*check, "--check-config"], cwd=REPO, capture_output=True, timeout=30, check=False
-    )
-    if done.returncode == 0:
-        return config, (*COLLECTORS, "conversations")
-    if b"collectors.conversations: unknown key" not in done.stdout + done.stderr:
-        raise AssertionError(f"the demo config is refused: {(done.stdout + done.stderr)[-500:]!r}")
-    config.write_text(DEMO_CONFIG.replace("  conversations: {enabled: true, interval: 10s}\n", ""))
-    return config, COLLECTORS
+    return config
 
 
-def _wait_for_first_polls(
-    metrics_url: str, deadline_s: float, collectors: tuple[str, ...] = COLLECTORS
-) -> None:
+def _wait_for_first_polls(metrics_url: str, deadline_s: float) -> None:
     """The demo polls every 10 s; rocketchat_livechat_up appears after each first poll."""
     deadline = time.monotonic() + deadline_s
-    missing: list[str] = list(collectors)
+    missing: list[str] = list(COLLECTORS)
     while time.monotonic() < deadline:
         status, body = http_get(metrics_url)
         if status == 200:
@@ -64,7 +51,7 @@ def _wait_for_first_polls(
                 for sample in family.samples
                 if sample.name == "rocketchat_livechat_up"
             }
-            missing = [c for c in collectors if c not in polled]
+            missing = [c for c in COLLECTORS if c not in polled]
             if not missing:
                 return
         time.sleep(0.5)
@@ -84,7 +71,7 @@ def exporter_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     folder = tmp_path_factory.mktemp("exporter")
     log = folder / "exporter.log"
-    config, collectors = demo_config(folder)
+    config = demo_config(folder)
     command = [
         sys.executable,
         "-m",
@@ -100,7 +87,7 @@ def exporter_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(f"{base}/-/ready", process, log, deadline_s=20)
-        _wait_for_first_polls(f"{base}/metrics", deadline_s=30, collectors=collectors)
+        _wait_for_first_polls(f"{base}/metrics", deadline_s=30)
         yield base
     finally:
         stop(process)

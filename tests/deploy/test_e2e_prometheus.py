@@ -21,18 +21,15 @@ import yaml
 from .support import (
     PROMETHEUS,
     RULES,
-    exported_names,
     find_tool,
     free_port,
     http_get,
     label_values_query,
     load_dashboard,
     panel_queries,
-    pending_and_missing,
     prometheus_api,
     query_variables,
     recorded_names,
-    source_metrics,
     stop,
     substitute_variables,
     variable_query,
@@ -52,22 +49,13 @@ SERVER = {"cluster": "e2e", "namespace": "livechat"}
 class Prometheus:
     url: str
     started_at: float
-    missing: frozenset[str]  # PENDING_METRICS the exporter does not export yet
-
-    def runnable(self, queries: dict[str, tuple[str, bool]]) -> dict[str, tuple[str, bool]]:
-        """The queries whose series the exporter exports; names the others in the log."""
-        kept = {k: q for k, q in queries.items() if not source_metrics(q[0]) & self.missing}
-        for name in sorted(set(queries) - set(kept)):
-            print(f"waiting on {sorted(self.missing)}: {name}")
-        return kept
 
 
 @pytest.fixture(scope="module")
 def prometheus(exporter_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     binary = find_tool(*PROMETHEUS)
-    status, exposition = http_get(f"{exporter_url}/metrics")
+    status, _ = http_get(f"{exporter_url}/metrics")
     assert status == 200
-    missing = pending_and_missing(exported_names(exposition))
     workdir = tmp_path_factory.mktemp("prometheus")
     target = urllib.parse.urlsplit(exporter_url).netloc
     config = {
@@ -103,7 +91,7 @@ def prometheus(exporter_url: str, tmp_path_factory: pytest.TempPathFactory) -> I
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(f"{url}/-/ready", process, log, deadline_s=READY_DEADLINE_S)
-        yield Prometheus(url, time.time(), frozenset(missing))
+        yield Prometheus(url, time.time())
     finally:
         stop(process)
 
@@ -157,14 +145,12 @@ def test_every_dashboard_panel_query_returns_data(prometheus: Prometheus) -> Non
         for q in panel_queries(load_dashboard())
     }
     assert len(queries) >= 20
-    _wait_for_all(prometheus, prometheus.runnable(queries))
+    _wait_for_all(prometheus, queries)
 
 
 def test_every_template_variable_has_values(prometheus: Prometheus) -> None:
     for variable in query_variables(load_dashboard()):
         selector, label = label_values_query(variable_query(variable))
-        if not prometheus.runnable({variable["name"]: (selector or label, True)}):
-            continue
         params = {"start": f"{prometheus.started_at - 60:.3f}", "end": f"{time.time():.3f}"}
         if selector:
             params["match[]"] = substitute_variables(selector)
@@ -174,7 +160,7 @@ def test_every_template_variable_has_values(prometheus: Prometheus) -> None:
 
 def test_every_recording_rule_produces_series(prometheus: Prometheus) -> None:
     records = {name: (name, False) for name in sorted(recorded_names())}
-    _wait_for_all(prometheus, prometheus.runnable(records))
+    _wait_for_all(prometheus, records)
 
 
 def test_every_rule_evaluates_without_error(prometheus: Prometheus) -> None:
