@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
+from bench.processes import terminate
 from exporter.collectors.conversations import ConversationsCollector
 from exporter.collectors.departments import DepartmentDirectory
 from exporter.config import ConversationsConfig, PollConfig
@@ -213,7 +214,6 @@ async def scrape_latency(conversations: bool, scrapes: int) -> tuple[float, floa
     """p50 and p99 in ms of back-to-back scrapes of a demo exporter (a child process)."""
     import json
     import os
-    import signal
     import sys
     import tempfile
 
@@ -245,12 +245,7 @@ async def scrape_latency(conversations: bool, scrapes: int) -> tuple[float, floa
                     size = len(await response.read())
                 times.append((time.perf_counter() - started) * 1000)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 5)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await terminate(process)
         os.unlink(config.name)
     times.sort()
     return statistics.median(times), times[int(len(times) * 0.99) - 1], size

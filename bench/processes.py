@@ -135,14 +135,19 @@ async def start(name: str, command: Sequence[str]) -> Target:
     return target
 
 
-async def stop(target: Target) -> None:
-    if target.process.returncode is None:
-        target.process.send_signal(signal.SIGTERM)
+async def terminate(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL after 5 s: every child the bench starts ends by its PID."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(target.process.wait(), 5)
+            await asyncio.wait_for(process.wait(), 5)
         except TimeoutError:
-            target.process.kill()
-            await target.process.wait()
+            process.kill()
+            await process.wait()
+
+
+async def stop(target: Target) -> None:
+    await terminate(target.process)
     if target._reader is not None:
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(target._reader, 2)
@@ -192,13 +197,7 @@ async def fake_running(rows: int, *, infinite_count: bool = True) -> AsyncIterat
         hello = json.loads(first)
         yield Fake(hello["url"], hello["user_id"], hello["token"], process)
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 5)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await terminate(process)
 
 
 # --- commands ------------------------------------------------------------------------------
