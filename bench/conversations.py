@@ -92,14 +92,20 @@ async def requests_per_poll(polls: int = 10, per_minute: int = 100) -> list[int]
     return counts
 
 
+def _team(seed: int) -> tuple[Clock, World, list[str], list[str]]:
+    """A world of 8 departments and 50 agents who belong to all of them."""
+    clock = Clock()
+    world = World(seed=seed, clock=clock)
+    departments = [world.add_department(f"D{i}").id for i in range(8)]
+    agents = [world.add_agent(f"a{i}", department_ids=departments).id for i in range(50)]
+    return clock, world, departments, agents
+
+
 def _serve_window(rooms: int, ready: Connection) -> None:
     """Child process: a fake with `rooms` closes inside the window of the next poll."""
 
     async def main() -> None:
-        clock = Clock()
-        world = World(seed=2, clock=clock)
-        departments = [world.add_department(f"D{i}").id for i in range(8)]
-        agents = [world.add_agent(f"a{i}", department_ids=departments).id for i in range(50)]
+        clock, world, departments, agents = _team(seed=2)
         user = manager()
         start = clock.now
         clock.now += 1
@@ -190,10 +196,7 @@ def _conversation_families() -> Families:
     """The families of a collector that has counted 8 departments and 50 agents."""
 
     async def build() -> Families:
-        clock = Clock()
-        world = World(seed=4, clock=clock)
-        departments = [world.add_department(f"D{i}").id for i in range(8)]
-        agents = [world.add_agent(f"a{i}", department_ids=departments).id for i in range(50)]
+        clock, world, departments, agents = _team(seed=4)
         user = manager()
         async with FakeRocketChat(world, users=[user]) as fake:
             auth = TokenAuth(user.user_id, user.token)
